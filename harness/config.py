@@ -1,0 +1,226 @@
+"""Structured configs: the schema every Hydra config is checked against.
+
+Hydra composes plain YAML from ``harness/conf``; :func:`validate` merges each part onto these
+dataclasses so a misspelt key or a wrong type fails early, naming the key and the valid ones.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased for the user (key, valid values, how to fix)."""
+
+
+def did_you_mean(word: str, options: list[str] | tuple[str, ...]) -> str:
+    """'did you mean X?' plus the full list, for unknown names."""
+    close = difflib.get_close_matches(word, list(options), n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return f"{hint} Valid: {', '.join(sorted(options))}."
+
+
+@dataclass
+class GenParamsConfig:
+    """Generation parameters: every one goes into the cache key."""
+
+    width: int = 512
+    """Image width in pixels."""
+    height: int = 512
+    """Image height in pixels."""
+    steps: int | None = None
+    """Denoising steps (local models); None lets the generator pick its default."""
+    guidance: float | None = None
+    """Classifier-free guidance scale; None for the family default."""
+    scheduler: str | None = None
+    """Scheduler class name (diffusers), e.g. EulerDiscreteScheduler; None keeps the pipeline's."""
+    negative_prompt: str | None = None
+    """Default negative prompt; a prompt's own negative prompt wins."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Generator-specific parameters (quality, style, output format ...), also keyed."""
+
+
+@dataclass
+class ModelConfig:
+    """One entry of the ``models`` group (conf/models/<name>.yaml)."""
+
+    _target_: str = "???"
+    """Generator class that runs this model."""
+    label: str = "???"
+    """Human name shown in reports (never shown to raters)."""
+    model_id: str = "???"
+    """Hub id, local folder, or the provider's model name."""
+    revision: str | None = None
+    """Hub revision / provider model version; pin it for reproducible runs."""
+    family: str = ""
+    """Architecture family (sd15, sdxl, sd3, flux, ...), for grouping in reports."""
+    params: GenParamsConfig = field(default_factory=GenParamsConfig)
+    """Generation parameters, part of every request."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """How to run it (device, dtype, offload, build recipe ...): not part of the cache key."""
+    batch_size: int = 1
+    """Requests per generate call."""
+    price_per_image: float | None = None
+    """List price in USD per image for APIs; None for self-hosted (costed from GPU time)."""
+    untrained: bool = False
+    """Random weights: every report labels such a model as untrained."""
+    notes: str = ""
+    """Free text for reports (licence, caveats)."""
+
+
+@dataclass
+class MetricConfig:
+    """One entry of the ``metrics`` group (conf/metrics/<name>.yaml)."""
+
+    _target_: str = "???"
+    """Metric class."""
+    settings: dict[str, Any] = field(default_factory=dict)
+    """Every setting that changes the number; stored with each value."""
+
+
+@dataclass
+class SuiteConfig:
+    """The ``suite`` group: where prompts come from and which of them to use."""
+
+    name: str = "???"
+    """Short name, used in run ids and under reports/."""
+    file: str = "???"
+    """Prompt file: absolute, relative to the working directory, or a built-in suite file name."""
+    format: str = "harness"
+    """harness (own YAML/JSONL) | partiprompts | drawbench | geneval | t2i-compbench."""
+    description: str = ""
+    """One line for reports."""
+    tags: list[str] = field(default_factory=list)
+    """Keep prompts carrying any of these tags (empty: all)."""
+    exclude_tags: list[str] = field(default_factory=list)
+    """Drop prompts carrying any of these tags."""
+    per_tag: int | None = None
+    """Stratified sample: at most this many prompts per tag (seeded)."""
+    stratify_prefix: str = ""
+    """Only tags starting with this prefix define strata (e.g. 'category:'); empty: all tags."""
+    limit: int | None = None
+    """Keep at most this many prompts (after filters and stratification)."""
+    seed: int = 0
+    """Seed for the stratified sample."""
+
+
+@dataclass
+class StoreConfig:
+    """The ``store`` group."""
+
+    root: str = "store"
+    """Store directory: SQLite database, images by hash, run logs."""
+
+
+@dataclass
+class ExecutorConfig:
+    """The ``executor`` group."""
+
+    _target_: str = "harness.runner.local.LocalExecutor"
+    """Executor class."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Executor-specific settings."""
+
+
+@dataclass
+class RunConfig:
+    name: str | None = None
+    """Run id; None derives '<suite>-<hash of the plan>' so re-running the same command resumes."""
+    retry_errors: bool = True
+    """Re-attempt units whose last attempt failed with an error (refusals are never retried)."""
+
+
+@dataclass
+class ReportConfig:
+    dir: str = "reports"
+    """Reports go to <dir>/<suite>/<run>/; <dir>/<suite>/latest points at the newest."""
+    ci: float = 0.95
+    """Confidence level for metric intervals."""
+
+
+@dataclass
+class ExportConfig:
+    format: str = "parquet"
+    """parquet | csv | jsonl."""
+    path: str | None = None
+    """Output file; None writes <store>/exports/<run>.<format>."""
+
+
+COMMANDS = ("run", "generate", "score", "report", "export", "list")
+
+
+@dataclass
+class RootConfig:
+    """Top level of conf/config.yaml (groups are validated separately)."""
+
+    command: str = "run"
+    samples: int = 1
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+    run: RunConfig = field(default_factory=RunConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+
+GROUPS = {"suite": SuiteConfig, "store": StoreConfig, "executor": ExecutorConfig}
+MULTI_GROUPS = {"models": ModelConfig, "metrics": MetricConfig}
+
+
+def _check(schema: type, node: Any, where: str) -> Any:
+    """Merge one config node onto its schema, turning OmegaConf errors into teaching ones."""
+    if not isinstance(node, (DictConfig, dict)):
+        raise ConfigError(f"{where}: expected a mapping of settings, got {node!r}.")
+    valid = [f.name for f in fields(schema)]
+    keys = list(node.keys())
+    for k in keys:
+        if k not in valid:
+            raise ConfigError(f"{where}: unknown key {k!r}.{did_you_mean(str(k), valid)}")
+    for f in fields(schema):
+        sub = node.get(f.name) if f.name in keys else None
+        if sub is not None and is_dataclass(f.default_factory() if callable(f.default_factory) else None):
+            _check(type(f.default_factory()), sub, f"{where}.{f.name}")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), node)
+    except (ValidationError, ConfigKeyError) as e:
+        key = getattr(e, "full_key", "") or ""
+        raise ConfigError(f"{where}.{key}: {e.msg if hasattr(e, 'msg') else e}") from None
+    missing = OmegaConf.missing_keys(merged)
+    if missing:
+        raise ConfigError(f"{where}: required setting(s) missing: {', '.join(sorted(missing))}.")
+    return merged
+
+
+def validate(cfg: DictConfig) -> DictConfig:
+    """Check the composed config against the schemas; return it with defaults filled in."""
+    top = {k: v for k, v in cfg.items() if k not in GROUPS and k not in MULTI_GROUPS
+           and k not in ("hydra", "experiment")}
+    _check(RootConfig, OmegaConf.create(top), "config")
+    out = OmegaConf.to_container(cfg, resolve=True)
+    out = OmegaConf.create(out)
+    for g, schema in GROUPS.items():
+        if g not in cfg:
+            raise ConfigError(f"config: group {g!r} is not selected; add '{g}=<name>'.")
+        out[g] = _check(schema, cfg[g], g)
+    for g, schema in MULTI_GROUPS.items():
+        node = cfg.get(g) or {}
+        if not isinstance(node, (DictConfig, dict)):
+            raise ConfigError(f"{g}: expected named entries (select with '{g}=[a,b]').")
+        for name, sub in node.items():
+            out[g][name] = _check(schema, sub, f"{g}.{name}")
+    if out.command not in COMMANDS:
+        raise ConfigError(f"command {out.command!r} unknown.{did_you_mean(out.command, COMMANDS)}")
+    if out.samples < 1:
+        raise ConfigError(f"samples: must be >= 1, got {out.samples}.")
+    return out
+
+
+def as_list(node: Any) -> list:
+    if isinstance(node, (ListConfig, list, tuple)):
+        return list(node)
+    return [node]

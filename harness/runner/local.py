@@ -1,0 +1,144 @@
+"""The local executor: one model at a time, batches in order, every result stored at once."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.generators.base import Generator
+from harness.store import Store
+from harness.types import GenResult, WorkUnit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelStats:
+    planned: int = 0
+    cached: int = 0
+    ok: int = 0
+    refused: int = 0
+    errors: int = 0
+    calls: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class ExecStats:
+    models: dict[str, ModelStats] = field(default_factory=lambda: defaultdict(ModelStats))
+
+    @property
+    def calls(self) -> int:
+        return sum(m.calls for m in self.models.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: vars(v) for k, v in self.models.items()}
+
+
+def batches(items: Sequence[WorkUnit], size: int) -> list[list[WorkUnit]]:
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def plan_batches(units: Sequence[WorkUnit], gen: Generator, done: set[str]) -> list[list[WorkUnit]]:
+    """Batches still to run for one model.
+
+    For batch-dependent generators the batches are cut from the whole plan and a batch with
+    any pending unit runs complete, so every image is made in the same company as in an
+    uninterrupted run. Otherwise only pending units are batched (nothing is paid for twice).
+    """
+    if gen.batch_dependent:
+        return [b for b in batches(units, gen.batch_size) if any(u.key not in done for u in b)]
+    return batches([u for u in units if u.key not in done], gen.batch_size)
+
+
+class LocalExecutor:
+    """Runs pending units model by model in this process.
+
+    A model is loaded only if it has pending units and is closed (memory released) before
+    the next model loads.
+    """
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        self.options = dict(options or {})
+        if self.options:
+            raise ValueError(f"executor.options: the local executor takes none, got {sorted(self.options)}")
+
+    def execute(
+        self,
+        store: Store,
+        generators: Mapping[str, Generator],
+        units: Sequence[WorkUnit],
+        *,
+        retry_errors: bool = True,
+        progress: bool = True,
+    ) -> ExecStats:
+        stats = ExecStats()
+        done = store.finished_keys([u.key for u in units], retry_errors=retry_errors)
+        by_model: dict[str, list[WorkUnit]] = defaultdict(list)
+        for u in units:
+            by_model[u.request.model].append(u)
+        work: dict[str, list[list[WorkUnit]]] = {}
+        for name, mine in by_model.items():
+            st = stats.models[name]
+            st.planned = len(mine)
+            st.cached = sum(u.key in done for u in mine)
+            work[name] = plan_batches(mine, generators[name], done)
+        total = sum(st.planned - st.cached for st in stats.models.values())
+        log.info("plan: %d units, %d already stored, %d to generate",
+                 len(units), len(units) - total, total)
+        if total == 0:
+            return stats
+        bar = _progress(total, progress)
+        try:
+            for name, todo in work.items():
+                if not todo:
+                    continue
+                gen = generators[name]
+                st = stats.models[name]
+                t0 = time.perf_counter()
+                try:
+                    for batch in todo:
+                        results = gen.generate([u.request for u in batch])
+                        st.calls += 1
+                        new = 0
+                        for unit, res in zip(batch, results, strict=False):
+                            if unit.key not in done:  # batch-mates rerun only to keep the shape
+                                self._store_one(store, unit, res, st)
+                                new += 1
+                        bar.update(new)
+                        elapsed = time.perf_counter() - t0
+                        bar.set_postfix_str(
+                            f"{name}: {(st.ok + st.refused + st.errors) / max(elapsed, 1e-9):.2f} img/s"
+                        )
+                finally:
+                    st.seconds += time.perf_counter() - t0
+                    gen.close()
+                log.info("%s: %d ok, %d refused, %d errors in %.1fs (%d calls)",
+                         name, st.ok, st.refused, st.errors, st.seconds, st.calls)
+        finally:
+            bar.close()
+        return stats
+
+    @staticmethod
+    def _store_one(store: Store, unit: WorkUnit, res: GenResult, st: ModelStats) -> None:
+        store.put_result(unit.request, unit.key, res)
+        if res.status == "ok":
+            st.ok += 1
+        elif res.status == "refused":
+            st.refused += 1
+            log.info("%s/%s#%d refused: %s", unit.request.model, unit.request.prompt_id,
+                     unit.request.sample, res.refusal_reason)
+        else:
+            st.errors += 1
+            log.warning("%s/%s#%d failed: %s", unit.request.model, unit.request.prompt_id,
+                        unit.request.sample, res.error)
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="generate", unit="img", disable=not enabled, dynamic_ncols=True)

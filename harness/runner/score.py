@@ -1,0 +1,72 @@
+"""The score stage: reads stored images and prompts, writes metric values. Nothing else."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from harness.metrics.base import Metric, ScoreInput
+from harness.store import Store
+from harness.types import canonical_json, sha256_hex
+
+log = logging.getLogger(__name__)
+
+
+def score_run(store: Store, run_id: str, metrics: Mapping[str, Metric], *,
+              progress: bool = True) -> dict[str, int]:
+    """Compute every metric missing for the run's stored images; return values computed per metric."""
+    from tqdm.auto import tqdm
+
+    records = store.records(run_id, status="ok")
+    prompts = store.run_prompts(run_id)
+    computed: dict[str, int] = {}
+    for name, metric in metrics.items():
+        h = metric.settings_hash()
+        settings = metric.describe()
+        if metric.per == "image":
+            done = store.scored_keys(name, h, [r["key"] for r in records])
+            todo = [r for r in records if r["key"] not in done]
+            computed[name] = len(todo)
+            if not todo:
+                continue
+            bar = tqdm(total=len(todo), desc=f"score {name}", unit="img", disable=not progress,
+                       dynamic_ncols=True)
+            try:
+                for i in range(0, len(todo), metric.batch_size):
+                    chunk = todo[i : i + metric.batch_size]
+                    items = [_input(store, r, prompts) for r in chunk]
+                    values = metric.score_images(items)
+                    store.put_scores([
+                        (r["key"], name, h, v, settings, extra)
+                        for r, (v, extra) in zip(chunk, values, strict=False)
+                    ])
+                    bar.update(len(chunk))
+            finally:
+                bar.close()
+        else:
+            by_model: dict[str, list[dict]] = {}
+            for r in records:
+                by_model.setdefault(r["model"], []).append(r)
+            existing = {(s["model"], s["metric"], s["settings_hash"]): s for s in store.set_scores(run_id)}
+            n_done = 0
+            for model, recs in by_model.items():
+                # A set value is stale when the images it rests on changed (a resumed run).
+                images_hash = sha256_hex(canonical_json(sorted(r["image_sha256"] for r in recs)))
+                prev = existing.get((model, name, h))
+                if prev and prev["extra"].get("images_hash") == images_hash:
+                    continue
+                items = [_input(store, r, prompts) for r in recs]
+                value, extra = metric.score_set(items)
+                store.put_set_score(run_id, model, name, h, value, len(items), settings,
+                                    {**extra, "images_hash": images_hash})
+                n_done += 1
+            computed[name] = n_done
+        metric.close()
+        log.info("score %s: %d new values", name, computed[name])
+    return computed
+
+
+def _input(store: Store, rec: dict, prompts: Mapping[str, dict]) -> ScoreInput:
+    return ScoreInput(key=rec["key"], model=rec["model"], image=store.open_image(rec["image_sha256"]),
+                      prompt=prompts.get(rec["prompt_id"], {"id": rec["prompt_id"],
+                                                            "text": rec["request"]["prompt"]}))

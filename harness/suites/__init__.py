@@ -1,0 +1,110 @@
+"""Prompt suites: read a suite file in one of several formats and select prompts from it.
+
+``load_suite(cfg)`` is the entry point; ``cfg`` is the ``suite`` config group (see
+:class:`harness.config.SuiteConfig`). Formats:
+
+- ``harness``: the own YAML/JSONL format (:mod:`harness.suites.own`), used by the built-in
+  suites in ``harness/data/suites``;
+- ``partiprompts``, ``drawbench``, ``geneval``, ``t2i-compbench``: the published files of those
+  benchmarks, read as distributed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from harness.config import SuiteConfig, did_you_mean
+from harness.suites import drawbench, geneval, own, partiprompts, t2i_compbench
+from harness.suites.base import SuiteError
+from harness.suites.filters import apply_filters
+from harness.types import Suite
+
+__all__ = ["BUILTIN_SUITES_DIR", "FORMATS", "SuiteError", "load_suite", "resolve_suite_file"]
+
+BUILTIN_SUITES_DIR = Path(__file__).resolve().parent.parent / "data" / "suites"
+"""The suites shipped with the package (found from the package, so installed copies work)."""
+
+FORMATS = {"harness": own, "partiprompts": partiprompts, "drawbench": drawbench,
+           "geneval": geneval, "t2i-compbench": t2i_compbench}
+"""Format name -> reader module (each has ``load(path) -> Parsed``)."""
+
+
+def resolve_suite_file(file: str | Path) -> Path:
+    """Find a suite file: absolute as is, else under the working directory, else built in.
+
+    Args:
+        file: Absolute path, path relative to the working directory, or the name of a file in
+            :data:`BUILTIN_SUITES_DIR` (e.g. ``toy-shapes.yaml``).
+
+    Returns:
+        The absolute path of the file (or folder) found.
+
+    Raises:
+        SuiteError: Nothing there; the message lists the places tried and the built-in suites.
+    """
+    path = Path(file).expanduser()
+    tried = [path] if path.is_absolute() else [Path.cwd() / path, BUILTIN_SUITES_DIR / path]
+    for candidate in tried:
+        if candidate.exists():
+            return candidate.resolve()
+    builtin = sorted(p.name for p in BUILTIN_SUITES_DIR.glob("*.y*ml"))
+    raise SuiteError(f"suite file {str(file)!r} not found; tried {', '.join(map(str, tried))}. "
+                     f"Built-in suites: {', '.join(builtin)}.")
+
+
+def load_suite(cfg: SuiteConfig | Mapping[str, Any]) -> Suite:
+    """Read the suite a ``suite`` config describes and apply its filters.
+
+    Args:
+        cfg: A SuiteConfig, or a mapping (dict, DictConfig) with its keys.
+
+    Returns:
+        The suite: name and description from ``cfg`` (description falls back to the file's),
+        version from the file (``"1"`` if it has none), source = the resolved file path.
+
+    Raises:
+        SuiteError: Bad settings, a missing or malformed file, or filters that keep nothing.
+    """
+    cfg = _settings(cfg)
+    reader = FORMATS.get(cfg.format)
+    if reader is None:
+        raise SuiteError(f"suite {cfg.name!r}: unknown format {cfg.format!r}."
+                         f"{did_you_mean(cfg.format, list(FORMATS))}")
+    try:
+        path = resolve_suite_file(cfg.file)
+    except SuiteError as e:
+        raise SuiteError(f"{e} {getattr(reader, 'SOURCE', '')}".strip()) from None
+    parsed = reader.load(path)
+    if not parsed.prompts:
+        raise SuiteError(f"{path}: no prompts in this file; is it the right file for format "
+                         f"{cfg.format!r}?")
+    return Suite(name=cfg.name, prompts=apply_filters(parsed.prompts, cfg),
+                 version=parsed.version or Suite.version,
+                 description=cfg.description or parsed.description, source=str(path))
+
+
+def _settings(cfg: Any) -> SuiteConfig:
+    """Check ``cfg`` against SuiteConfig (key names and types) and return it as one."""
+    if is_dataclass(cfg):
+        cfg = asdict(cfg)
+    valid = [f.name for f in fields(SuiteConfig)]
+    for key in cfg:
+        if key not in valid:
+            raise SuiteError(f"suite config: unknown key {key!r}.{did_you_mean(str(key), valid)}")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(SuiteConfig), cfg)
+        missing = OmegaConf.missing_keys(merged)
+        if missing:
+            raise SuiteError(f"suite config: required setting(s) missing: "
+                             f"{', '.join(sorted(missing))}.")
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as e:
+        # OmegaConf's str(e) trails object_type lines; the key and message are what help.
+        where = f"suite.{e.full_key}" if getattr(e, "full_key", None) else "suite config"
+        raise SuiteError(f"{where}: {str(e).splitlines()[0].rstrip('.')}.") from None

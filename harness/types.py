@@ -1,0 +1,185 @@
+"""Core nouns of the harness as frozen dataclasses.
+
+Everything that determines an image lives in :class:`GenRequest`, which hashes to the cache
+key. Everything observed while making it lives in :class:`GenResult`. Records in the store are
+the pair of them plus bookkeeping.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+CONTROL_KINDS = ("init_image", "mask", "control_image", "reference_image")
+"""Input images a prompt may carry: img2img source, inpainting mask, ControlNet map, IP-Adapter
+reference."""
+
+
+def canonical_json(obj: Any) -> str:
+    """JSON with sorted keys and no whitespace: the form that is hashed into keys."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def sha256_hex(data: bytes | str) -> str:
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class Control:
+    """One control input attached to a prompt."""
+
+    kind: str
+    """One of CONTROL_KINDS."""
+    path: str
+    """Absolute path of the image file (resolved against the suite file's folder)."""
+    sha256: str
+    """Hash of the file's bytes; this, not the path, goes into cache keys."""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    """Per-input settings such as ``strength`` (img2img), ``scale`` (ControlNet, IP-Adapter),
+    ``type`` (canny, depth, pose)."""
+
+    def ref(self) -> dict[str, Any]:
+        """What identifies this input in a request: hash and settings, never the path."""
+        return {"kind": self.kind, "sha256": self.sha256, "params": dict(self.params)}
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One prompt of a suite."""
+
+    id: str
+    """Stable identifier, unique within the suite."""
+    text: str
+    """The prompt given to every model."""
+    tags: tuple[str, ...] = ()
+    """Categories and challenges (``category:text``, ``counting`` ...); reports break down by tag."""
+    expected_text: str | None = None
+    """Text the image should render, for OCR scoring."""
+    negative_prompt: str | None = None
+    """Optional per-prompt negative prompt (overrides the model default)."""
+    controls: tuple[Control, ...] = ()
+    """Control inputs shared by every model that runs this prompt."""
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    """Anything else the source format carried (challenge, note, geneval spec ...)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["tags"] = list(self.tags)
+        d["controls"] = [asdict(c) for c in self.controls]
+        d["meta"] = dict(self.meta)
+        return d
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A named, versioned set of prompts."""
+
+    name: str
+    """Short name used in run ids and report paths."""
+    prompts: tuple[Prompt, ...]
+    """The prompts, in file order (after filters)."""
+    version: str = "1"
+    """Bumped by the suite's author when prompts change meaning."""
+    description: str = ""
+    """One line for reports."""
+    source: str = ""
+    """Path of the file the suite came from."""
+
+    def content_hash(self) -> str:
+        """Hash of the prompts as used (after filters): a changed suite is a different plan."""
+        return sha256_hex(canonical_json([p.to_dict() | {"controls": [c.ref() for c in p.controls]}
+                                          for p in self.prompts]))
+
+
+@dataclass(frozen=True)
+class GenRequest:
+    """Everything that determines one image. Hashes to the cache key."""
+
+    model: str
+    """The model's config name (``toy_unet``, ``sdxl``); records are grouped by it."""
+    generator: str
+    """Generator kind (``diffusers``, ``openai`` ...)."""
+    model_id: str
+    """Hub id, local folder, or provider model name."""
+    revision: str | None
+    """Hub revision or provider model version, when pinned."""
+    weights: str | None
+    """Fingerprint of local weights (content hash of the folder), None for hub ids and APIs."""
+    prompt_id: str
+    prompt: str
+    negative_prompt: str | None
+    sample: int
+    """Sample index within (model, prompt): 0 .. samples-1."""
+    seed: int
+    """Seed of this sample; the same for every model so comparisons share noise."""
+    width: int
+    height: int
+    steps: int | None = None
+    guidance: float | None = None
+    scheduler: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    """Generator-specific generation parameters (quality, style, LoRA weights ...)."""
+    controls: tuple[Mapping[str, Any], ...] = ()
+    """Control input references: kind, sha256 and settings (see :meth:`Control.ref`)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["params"] = dict(self.params)
+        d["controls"] = [dict(c) for c in self.controls]
+        return d
+
+    def key(self) -> str:
+        """Deterministic cache key: sha256 of the canonical JSON of the request."""
+        return sha256_hex(canonical_json(self.to_dict()))
+
+
+Status = Literal["ok", "refused", "error"]
+
+
+@dataclass
+class GenResult:
+    """What happened when one request ran."""
+
+    status: Status
+    """``ok`` (image present), ``refused`` (provider declined; a result, never retried) or
+    ``error`` (retried on the next run)."""
+    image: bytes | None = None
+    """Encoded image (PNG preferred; anything PIL reads is re-encoded to PNG by the store)."""
+    refusal_reason: str | None = None
+    error: str | None = None
+    latency_s: float | None = None
+    """Wall seconds attributed to this image (batch time / batch size for batched local runs)."""
+    cost_usd: float | None = None
+    """Price paid for this image, when known."""
+    provider_request_id: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    """Anything else observed: revised prompt, returned seed, batch size, retries, versions."""
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """A planned (model, prompt, sample) with its request and key."""
+
+    request: GenRequest
+    key: str
+    prompt: Prompt
+
+
+@dataclass(frozen=True)
+class Score:
+    """One metric value for one stored image (per-image metrics)."""
+
+    key: str
+    """Record key the value belongs to."""
+    metric: str
+    value: float | None
+    """None when the metric could not be computed for this image (reason in ``extra``)."""
+    settings_hash: str
+    extra: Mapping[str, Any] = field(default_factory=dict)

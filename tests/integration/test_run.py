@@ -1,0 +1,112 @@
+"""End to end on the embedded default: run, resume, stages alone, export, errors."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness import cli
+
+SMALL = ["suite.limit=3", "samples=2", "run.name=t"]
+
+
+def run(*overrides, command="run"):
+    return cli.dispatch(cli.compose([f"command={command}", "progress=false", *SMALL, *overrides]))
+
+
+def test_run_then_rerun_makes_no_generator_calls(workdir):
+    first = run()
+    store = first["store"]
+    counts = store.unit_counts("t")
+    assert sum(c["ok"] for c in counts.values()) == 2 * 3 * 2
+    assert first["stats"].calls > 0
+    md = (workdir / "reports/toy-shapes/t/leaderboard.md").read_text()
+    assert "Untrained models" in md and "†" in md and "colorfulness" in md
+    csv = pd.read_csv(workdir / "reports/toy-shapes/t/leaderboard.csv")
+    assert set(csv["model"]) == {"toy_unet", "toy_dit"} and (csv["ok"] == 6).all()
+    assert (workdir / "reports/toy-shapes/latest").resolve() == (workdir / "reports/toy-shapes/t").resolve()
+    assert os.readlink(workdir / "reports/toy-shapes/latest") == "t"
+    before = sorted(store.iter_keys_and_hashes())
+    second = run()
+    assert second["stats"].calls == 0
+    assert sorted(second["store"].iter_keys_and_hashes()) == before
+    # Every record carries the full request and the environment it ran in.
+    rec = store.records("t")[0]
+    assert rec["request"]["weights"] and rec["request"]["steps"] and rec["seed"] == rec["request"]["seed"]
+    assert rec["device"] == "cpu" and rec["dtype"] and rec["info"]["versions"]["diffusers"]
+    manifest = store.run("t")["manifest"]
+    assert manifest["versions"]["torch"] and manifest["config"]["samples"] == 2
+    assert (store.root / "runs/t/run.log").read_text().count("plan:") >= 2
+
+
+def test_stages_alone_read_only_the_store(workdir):
+    run(command="generate")
+    assert not (workdir / "reports").exists()
+    res = run(command="score")
+    scored = res["store"].scores("t")
+    assert len(scored) == 12 and all(s["settings"]["metric"] == "colorfulness" for s in scored)
+    run(command="report")
+    assert (workdir / "reports/toy-shapes/t/leaderboard.md").exists()
+    out = run("export.format=parquet", command="export")["export"]
+    df = pd.read_parquet(out)
+    assert len(df) == 12 and "score.colorfulness" in df
+    assert df["image_path"].map(lambda p: Path(p).exists()).all()
+    assert set(df["status"]) == {"ok"}
+
+
+def test_report_on_unknown_run_is_a_clear_error(workdir):
+    run(command="generate")
+    with pytest.raises(cli.UserError, match="run 'other' is not in the store"):
+        run("run.name=other", command="report")
+
+
+def test_same_store_gives_same_report_bytes(workdir):
+    run()
+    a = (workdir / "reports/toy-shapes/t/leaderboard.md").read_bytes()
+    run(command="report")
+    assert (workdir / "reports/toy-shapes/t/leaderboard.md").read_bytes() == a
+
+
+def _harness(*args, cwd, timeout=300, env=None):
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+
+
+def test_help_is_fast_and_never_imports_torch(tmp_path):
+    code = ("import sys, time; t=time.perf_counter(); from harness import cli; cli.main(['--help']);"
+            "assert 'torch' not in sys.modules, 'torch imported'; print(time.perf_counter()-t)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "usage: harness" in out.stdout
+    t0 = time.perf_counter()
+    exe = Path(sys.executable).with_name("harness")
+    subprocess.run([str(exe) if exe.exists() else "harness", "--help"], check=True, capture_output=True)
+    assert time.perf_counter() - t0 < 1.0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "models=[sdxll]"], "no such models config"),
+    (["run", "sampels=2"], "Did you mean 'samples'"),
+    (["rnu"], "unknown command 'rnu'. Did you mean 'run'"),
+    (["run", "suite.file=missing.yaml"], "missing.yaml"),
+])
+def test_cli_errors_exit_nonzero_and_leave_store_untouched(tmp_path, args, message):
+    store = tmp_path / "store"
+    res = _harness(*args, cwd=tmp_path, env={"HARNESS_STORE": str(store)})
+    assert res.returncode == 2, res.stderr
+    assert message in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (store / "harness.sqlite").exists() or not list((store / "images").rglob("*.png"))
+
+
+def test_cli_run_writes_leaderboard(tmp_path, model_cache):
+    res = _harness("run", "experiment=smoke", f"store.root={tmp_path / 'store'}",
+                   f"report.dir={tmp_path / 'reports'}", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "leaderboard:" in res.stdout
+    assert (tmp_path / "reports/toy-shapes/smoke/leaderboard.md").exists()
+    assert "generate" in res.stderr  # the progress bar
