@@ -281,52 +281,60 @@ def build_metrics(cfg) -> dict:
 
 
 def _run_command(cfg) -> dict:
-    from harness.runner import pipeline
-    from harness.runner.score import score_run
-    from harness.store import Store
-    from harness.suites import load_suite
+    """Build what the command needs (failing before the store is touched), then run it.
 
-    cmd = cfg.command
-    store = Store(cfg.store.root, create=cmd in ("run", "generate"))
-    if not cfg.models:
-        raise UserError("no models selected: add models=[name,...] (see 'harness list').")
-    suite = load_suite(cfg.suite)
-    generators = build_generators(cfg)
-    metrics = build_metrics(cfg)
+    score / report / export read only the store: with run.name set they never look at the
+    suite file or the models; without it the run id is derived from the plan, as 'run' does.
+    """
     from omegaconf import OmegaConf
 
-    plan = pipeline.make_plan(suite, generators, samples=cfg.samples, seed=cfg.seed,
-                              name=cfg.run.name, config=OmegaConf.to_container(cfg, resolve=True))
-    _log_to_run_dir(store, plan.run_id)
+    from harness.runner import pipeline
+    from harness.store import Store
+
+    cmd = cfg.command
+    writes = cmd in ("run", "generate")
+    if not cfg.models:
+        raise UserError("no models selected: add models=[name,...] (see 'harness list').")
+    metrics = build_metrics(cfg) if cmd in ("run", "generate", "score") else {}
+    plan = None
+    if writes or not cfg.run.name:
+        from harness.suites import load_suite
+
+        suite = load_suite(cfg.suite)
+        plan = pipeline.make_plan(suite, build_generators(cfg), samples=cfg.samples, seed=cfg.seed,
+                                  name=cfg.run.name, config=OmegaConf.to_container(cfg, resolve=True))
+    run_id = plan.run_id if plan else cfg.run.name
+    store = Store(cfg.store.root, create=writes)
+    if not writes:
+        store.run(run_id)  # fails clearly, listing the stored runs, if it was never generated
+    _log_to_run_dir(store, run_id)
     log = logging.getLogger("harness")
-    log.info("%s: run %s, suite %s (%d prompts) x %d model(s) x %d sample(s) = %d units",
-             cmd, plan.run_id, suite.name, len(suite.prompts), len(generators), cfg.samples,
-             len(plan.units))
-    result: dict = {"run_id": plan.run_id, "store": store, "stats": None}
-    if cmd in ("run", "generate"):
+    result: dict = {"run_id": run_id, "store": store, "stats": None}
+    if writes:
+        log.info("%s: run %s, suite %s (%d prompts) x %d model(s) x %d sample(s) = %d units",
+                 cmd, run_id, plan.suite.name, len(plan.suite.prompts), len(plan.generators),
+                 cfg.samples, len(plan.units))
         pipeline.save_plan(store, plan, metrics)
         executor = _instantiate(cfg.executor)
         stats = pipeline.generate(store, plan, executor, retry_errors=cfg.run.retry_errors,
                                   progress=cfg.progress)
-        _summary(store, plan.run_id, stats)
+        _summary(store, run_id, stats)
         result["stats"] = stats
-        if cmd == "generate":
-            return result
-    else:
-        store.run(plan.run_id)  # fails clearly if the run was never generated
     if cmd in ("run", "score"):
-        score_run(store, plan.run_id, metrics, progress=cfg.progress)
-        store.set_run_status(plan.run_id, "scored")
+        from harness.runner.score import score_run
+
+        score_run(store, run_id, metrics, progress=cfg.progress)
+        store.set_run_status(run_id, "scored")
     if cmd in ("run", "report"):
         from harness.leaderboard import build_leaderboard, write_report
 
-        out = write_report(build_leaderboard(store, plan.run_id, ci=cfg.report.ci), cfg.report.dir)
+        out = write_report(build_leaderboard(store, run_id, ci=cfg.report.ci), cfg.report.dir)
         print(f"leaderboard: {out / 'leaderboard.md'}")
         result["report_dir"] = out
     if cmd == "export":
         from harness.leaderboard.export import export_run
 
-        path = export_run(store, plan.run_id, cfg.export.format, cfg.export.path)
+        path = export_run(store, run_id, cfg.export.format, cfg.export.path)
         print(f"exported: {path}")
         result["export"] = path
     return result

@@ -161,7 +161,6 @@ class RootConfig:
     command: str = "run"
     samples: int = 1
     seed: int = 0
-    device: str = "auto"
     progress: bool = True
     run: RunConfig = field(default_factory=RunConfig)
     report: ReportConfig = field(default_factory=ReportConfig)

@@ -310,12 +310,16 @@ class Store:
             q += " AND r.status=?"
             args.append(status)
         q += " ORDER BY u.model, u.prompt_id, u.sample"
+        return [_decode(dict(row), ("request", "info")) for row in self.db.execute(q, args)]
+
+    def records_for_keys(self, keys: Iterable[str]) -> list[dict[str, Any]]:
+        keys = list(keys)
         out = []
-        for row in self.db.execute(q, args):
-            d = dict(row)
-            d["request"] = json.loads(d["request"])
-            d["info"] = json.loads(d["info"])
-            out.append(d)
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            rows = self.db.execute(
+                f"SELECT * FROM records WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+            out.extend(_decode(dict(r), ("request", "info")) for r in rows)
         return out
 
     def unit_counts(self, run_id: str) -> dict[str, dict[str, int]]:

@@ -95,7 +95,6 @@ def _clip_config(tok: Any, projection_dim: int | None = None) -> Any:
 
 def _sd15(tok: Any, image_size: int) -> Any:
     from diffusers import (
-        AutoencoderKL,
         DDIMScheduler,
         StableDiffusionPipeline,
         UNet2DConditionModel,
@@ -113,15 +112,7 @@ def _sd15(tok: Any, image_size: int) -> Any:
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=32,
     )
-    vae = AutoencoderKL(
-        sample_size=image_size,
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(32, 64, 64),
-        down_block_types=("DownEncoderBlock2D",) * 3,
-        up_block_types=("UpDecoderBlock2D",) * 3,
-        latent_channels=4,
-    )
+    vae = _tiny_vae(image_size, latent_channels=4)
     text_encoder = CLIPTextModel(_clip_config(tok))
     # SD1.5's own schedule; steps_offset=1 avoids the pipeline's "outdated config" rewrite.
     scheduler = DDIMScheduler(
@@ -134,9 +125,19 @@ def _sd15(tok: Any, image_size: int) -> Any:
     )
 
 
+def _tiny_vae(image_size: int, **kwargs: Any) -> Any:
+    """Three-block VAE (two 2x downsamples): 64 px images are 16x16 latents."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        sample_size=image_size, in_channels=3, out_channels=3, block_out_channels=(32, 64, 64),
+        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+        **kwargs,
+    )
+
+
 def _sd3(tok: Any, image_size: int) -> Any:
     from diffusers import (
-        AutoencoderKL,
         FlowMatchEulerDiscreteScheduler,
         SD3Transformer2DModel,
         StableDiffusion3Pipeline,
@@ -159,19 +160,8 @@ def _sd3(tok: Any, image_size: int) -> Any:
         # Positional table covers 128 patches a side: images up to 1024 px.
         pos_embed_max_size=128,
     )
-    vae = AutoencoderKL(
-        sample_size=image_size,
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(32, 64, 64),
-        down_block_types=("DownEncoderBlock2D",) * 3,
-        up_block_types=("UpDecoderBlock2D",) * 3,
-        latent_channels=16,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
-        shift_factor=0.0609,
-        scaling_factor=1.5035,
-    )
+    vae = _tiny_vae(image_size, latent_channels=16, use_quant_conv=False,
+                    use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035)
     text_encoder = CLIPTextModelWithProjection(_clip_config(tok, projection_dim=32))
     text_encoder_2 = CLIPTextModelWithProjection(_clip_config(tok, projection_dim=32))
     return StableDiffusion3Pipeline(

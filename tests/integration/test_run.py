@@ -110,3 +110,34 @@ def test_cli_run_writes_leaderboard(tmp_path, model_cache):
     assert "leaderboard:" in res.stdout
     assert (tmp_path / "reports/toy-shapes/smoke/leaderboard.md").exists()
     assert "generate" in res.stderr  # the progress bar
+
+
+def test_named_run_stages_never_read_the_suite_or_models(workdir):
+    run(command="generate")
+    # The suite file and model entries could be gone: report and export use the store alone.
+    res = run("suite.file=/nonexistent/suite.yaml", "models.toy_unet.model_id=/gone", command="report")
+    assert (res["report_dir"] / "leaderboard.md").exists()
+
+
+def test_missing_optional_dependency_names_the_install_command(tmp_path, monkeypatch):
+    (tmp_path / "needs_api.py").write_text("import openai  # noqa\nclass G:\n    pass\n")
+    (tmp_path / "needs_other.py").write_text("import zzz_not_a_package  # noqa\nclass G:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(sys.modules, "openai", None)  # as if not installed
+    with pytest.raises(cli.UserError, match=r"pip install 'harness\[api\]'"):
+        cli._instantiate({"_target_": "needs_api.G"})
+    with pytest.raises(cli.UserError, match="pip install zzz_not_a_package"):
+        cli._instantiate({"_target_": "needs_other.G"})
+
+
+def test_multirun_runs_one_job_per_model(tmp_path, model_cache):
+    res = _harness("run", "-m", "experiment=smoke", "models=toy_unet,toy_dit", "suite.limit=2",
+                   f"report.dir={tmp_path / 'reports'}", cwd=tmp_path,
+                   env={"HARNESS_STORE": str(tmp_path / "store")})
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.count("leaderboard:") == 2
+    from harness.store import Store
+
+    s = Store(tmp_path / "store", create=False)
+    # experiment=smoke names the run, so both jobs share run 'smoke', one model each.
+    assert set(s.unit_counts("smoke")) == {"toy_unet", "toy_dit"}

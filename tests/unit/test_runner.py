@@ -1,0 +1,112 @@
+"""The local executor: skips stored units, batches per model, keeps planned batch shapes for
+batch-dependent generators, stores refusals and errors as they are."""
+
+import io
+
+from PIL import Image
+
+from harness.generators.base import Generator
+from harness.runner.local import LocalExecutor
+from harness.runner.plan import plan_units
+from harness.store import Store
+from harness.types import GenResult, Prompt, Suite
+
+
+def _png(seed: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4), (seed % 256, 0, 0)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+class Recording(Generator):
+    """Records every batch it is given; refuses prompts containing 'forbidden'."""
+
+    kind = "recording"
+    fail_flaky = True
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.batches: list[list[str]] = []
+        self.closed = 0
+
+    def _generate(self, requests):
+        self.batches.append([r.prompt_id + f"#{r.sample}" for r in requests])
+        out = []
+        for r in requests:
+            if "forbidden" in r.prompt:
+                out.append(GenResult("refused", refusal_reason="content_policy_violation"))
+            elif "flaky" in r.prompt and self.fail_flaky:
+                out.append(GenResult("error", error="HTTP 503"))
+            else:
+                out.append(GenResult("ok", image=_png(r.seed), latency_s=0.01))
+        return out
+
+    def close(self):
+        self.closed += 1
+
+
+class BatchDependent(Recording):
+    batch_dependent = True
+
+
+SUITE = Suite(name="s", prompts=tuple(Prompt(id=f"p{i}", text=f"prompt {i}") for i in range(5)))
+
+
+def gens(cls=Recording, batch_size=2, names=("a", "b")):
+    return {n: cls(name=n, label=n, model_id=n, batch_size=batch_size) for n in names}
+
+
+def test_runs_everything_once_then_nothing(tmp_path):
+    store = Store(tmp_path)
+    g = gens()
+    units = plan_units(SUITE, g, samples=2, seed=0)
+    stats = LocalExecutor().execute(store, g, units, progress=False)
+    assert stats.calls == 2 * 5  # 10 units per model in batches of 2
+    assert all(m.ok == 10 for m in stats.models.values())
+    assert all(gen.closed == 1 for gen in g.values())
+    g2 = gens()
+    stats2 = LocalExecutor().execute(store, g2, units, progress=False)
+    assert stats2.calls == 0 and all(gen.batches == [] for gen in g2.values())
+    assert all(gen.closed == 0 for gen in g2.values())  # never loaded, nothing to close
+
+
+def test_pending_only_batching_for_independent_generators(tmp_path):
+    store = Store(tmp_path)
+    g = gens(names=("a",))
+    units = plan_units(SUITE, g, samples=1, seed=0)
+    for u in units[1:3]:  # p1 and p2 already stored
+        store.put_result(u.request, u.key, GenResult("ok", image=_png(1)))
+    LocalExecutor().execute(store, g, units, progress=False)
+    assert g["a"].batches == [["p0#0", "p3#0"], ["p4#0"]]
+
+
+def test_batch_dependent_generators_rerun_planned_batches_whole(tmp_path):
+    store = Store(tmp_path)
+    g = gens(BatchDependent, names=("a",))
+    units = plan_units(SUITE, g, samples=1, seed=0)
+    for u in units[1:3]:  # p1 and p2 stored: batch [p0,p1] is partial, [p2,p3] partial
+        store.put_result(u.request, u.key, GenResult("ok", image=_png(1)))
+    stats = LocalExecutor().execute(store, g, units, progress=False)
+    assert g["a"].batches == [["p0#0", "p1#0"], ["p2#0", "p3#0"], ["p4#0"]]
+    assert stats.models["a"].ok == 3  # only the missing ones are stored
+    rec = {r["prompt_id"]: r for r in store.records_for_keys([u.key for u in units])}
+    assert rec["p1"]["image_sha256"] == store.put_image(_png(1))  # stored record untouched
+
+
+def test_refusals_are_results_and_errors_are_retried(tmp_path):
+    store = Store(tmp_path)
+    suite = Suite(name="s", prompts=(Prompt(id="bad", text="something forbidden"),
+                                     Prompt(id="f", text="flaky thing"),
+                                     Prompt(id="ok", text="fine")))
+    g = gens(names=("a",), batch_size=1)
+    units = plan_units(suite, g, samples=1, seed=0)
+    s1 = LocalExecutor().execute(store, g, units, progress=False)
+    assert (s1.models["a"].refused, s1.models["a"].errors, s1.models["a"].ok) == (1, 1, 1)
+    g2 = gens(names=("a",), batch_size=1)
+    g2["a"].fail_flaky = False
+    s2 = LocalExecutor().execute(store, g2, units, progress=False)
+    assert g2["a"].batches == [["f#0"]]  # the refusal is never retried, the error is
+    assert s2.models["a"].ok == 1
+    s3 = LocalExecutor().execute(store, gens(names=("a",)), units, retry_errors=False,
+                                 progress=False)
+    assert s3.calls == 0
