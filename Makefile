@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Extras the tests exercise; `make run` needs none beyond the core.
-EXTRAS ?= dev
+EXTRAS ?= dev,clip,fid,ocr
 
 .PHONY: run test bench lint clean
 

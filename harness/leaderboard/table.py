@@ -48,6 +48,14 @@ def mean_ci(values: np.ndarray, level: float) -> tuple[float, float, float]:
     return (m, m - half, m + half)
 
 
+def _direction(stored_name: str, settings: dict[str, Any]) -> bool:
+    """Higher-is-better of a stored metric name (``name`` or ``name.output``)."""
+    outputs = settings.get("outputs") or {}
+    if "." in stored_name and stored_name.split(".", 1)[1] in outputs:
+        return bool(outputs[stored_name.split(".", 1)[1]])
+    return bool(settings.get("higher_is_better", True))
+
+
 def build_leaderboard(store: Store, run_id: str, *, ci: float = 0.95) -> Leaderboard:
     run = store.run(run_id)
     infos = store.run_models(run_id)
@@ -94,8 +102,7 @@ def build_leaderboard(store: Store, run_id: str, *, ci: float = 0.95) -> Leaderb
         for (metric,), grp in scores.groupby(["metric"], sort=True):
             settings = grp["settings"].iloc[0]
             metric_info.setdefault(metric, {}).update(
-                settings=settings, per="image",
-                higher_is_better=settings.get("higher_is_better", True))
+                settings=settings, per="image", higher_is_better=_direction(metric, settings))
             for model in table["model"] if len(table) else []:
                 vals = grp.loc[grp["model"] == model, "value"].dropna().to_numpy(dtype=float)
                 m, lo, hi = mean_ci(vals, ci)
@@ -107,8 +114,7 @@ def build_leaderboard(store: Store, run_id: str, *, ci: float = 0.95) -> Leaderb
                     tag_rows.append({"metric": metric, "tag": tag, "model": r["model"], "value": r["value"]})
     for s in set_scores:
         metric_info.setdefault(s["metric"], {}).update(
-            settings=s["settings"], per="set",
-            higher_is_better=s["settings"].get("higher_is_better", True))
+            settings=s["settings"], per="set", higher_is_better=_direction(s["metric"], s["settings"]))
         idx = table.index[table["model"] == s["model"]]
         if len(idx):
             table.loc[idx[0], [s["metric"], f"{s['metric']}_n"]] = [s["value"], s["n"]]

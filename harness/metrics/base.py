@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from harness.config import ConfigError, did_you_mean
@@ -35,7 +36,13 @@ class Metric:
     """Bumped when the implementation changes a number: old values are then recomputed."""
     defaults: ClassVar[Mapping[str, Any]] = {}
     """Every setting that changes the number, with its default."""
+    outputs: ClassVar[Mapping[str, bool]] = {}
+    """For metrics that yield several numbers per image (OCR: exact match, word F1, CER ...):
+    output name -> higher is better. Each is stored as metric ``<name>.<output>``. Empty: one
+    number, stored as ``<name>``, direction :attr:`higher_is_better`."""
     batch_size: int = 32
+    cache_dir: Path | None = None
+    """Set by the score stage (``<store>/cache``): where feature statistics may be cached."""
 
     def __init__(self, *, name: str, settings: Mapping[str, Any] | None = None) -> None:
         self.name = name
@@ -50,18 +57,30 @@ class Metric:
 
     def describe(self) -> dict[str, Any]:
         """Everything that identifies the number: stored with every value."""
-        return {"metric": self.kind, "version": self.version, "per": self.per,
-                "higher_is_better": self.higher_is_better, **self.settings}
+        d = {"metric": self.kind, "version": self.version, "per": self.per,
+             "higher_is_better": self.higher_is_better, **self.settings}
+        if self.outputs:
+            d["outputs"] = dict(self.outputs)
+        return d
+
+    def stored_names(self) -> dict[str, bool]:
+        """Metric names as stored (``name`` or ``name.output``) -> higher is better."""
+        if self.outputs:
+            return {f"{self.name}.{o}": hib for o, hib in self.outputs.items()}
+        return {self.name: self.higher_is_better}
 
     def settings_hash(self) -> str:
         return sha256_hex(canonical_json(self.describe()))[:16]
 
-    def score_images(self, items: Sequence[ScoreInput]) -> list[tuple[float | None, dict[str, Any]]]:
-        """Per-image metrics: one (value, extra) per item."""
+    def score_images(self, items: Sequence[ScoreInput]) -> list[tuple[Any, dict[str, Any]]]:
+        """Per-image metrics: one (value, extra) per item. ``value`` is a float (or None when
+        the image can't be scored; say why in extra), or a dict output -> float|None for
+        metrics with :attr:`outputs`."""
         raise NotImplementedError
 
-    def score_set(self, items: Sequence[ScoreInput]) -> tuple[float | None, dict[str, Any]]:
-        """Per-set metrics: one (value, extra) for a model's images."""
+    def score_set(self, items: Sequence[ScoreInput]) -> tuple[Any, dict[str, Any]]:
+        """Per-set metrics: one (value, extra) for a model's images (value as in
+        :meth:`score_images`)."""
         raise NotImplementedError
 
     def close(self) -> None:

@@ -105,7 +105,7 @@ class LocalExecutor:
                         results = gen.generate([u.request for u in batch])
                         st.calls += 1
                         new = 0
-                        for unit, res in zip(batch, results, strict=False):
+                        for unit, res in zip(batch, results, strict=True):
                             if unit.key not in done:  # batch-mates rerun only to keep the shape
                                 self._store_one(store, unit, res, st)
                                 new += 1

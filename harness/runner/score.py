@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 from harness.metrics.base import Metric, ScoreInput
 from harness.store import Store
@@ -23,8 +24,12 @@ def score_run(store: Store, run_id: str, metrics: Mapping[str, Metric], *,
     for name, metric in metrics.items():
         h = metric.settings_hash()
         settings = metric.describe()
+        metric.cache_dir = store.root / "cache"
         if metric.per == "image":
-            done = store.scored_keys(name, h, [r["key"] for r in records])
+            # An image counts as scored once its first stored output is there (outputs of one
+            # image are written in one transaction).
+            first = next(iter(metric.stored_names()))
+            done = store.scored_keys(first, h, [r["key"] for r in records])
             todo = [r for r in records if r["key"] not in done]
             computed[name] = len(todo)
             if not todo:
@@ -36,9 +41,13 @@ def score_run(store: Store, run_id: str, metrics: Mapping[str, Metric], *,
                     chunk = todo[i : i + metric.batch_size]
                     items = [_input(store, r, prompts) for r in chunk]
                     values = metric.score_images(items)
+                    if len(values) != len(chunk):
+                        raise RuntimeError(f"metric {name} returned {len(values)} values for "
+                                           f"{len(chunk)} images")
                     store.put_scores([
-                        (r["key"], name, h, v, settings, extra)
-                        for r, (v, extra) in zip(chunk, values, strict=False)
+                        (r["key"], stored, h, v, settings, extra)
+                        for r, (value, extra) in zip(chunk, values, strict=True)
+                        for stored, v in _outputs(metric, value)
                     ])
                     bar.update(len(chunk))
             finally:
@@ -52,18 +61,33 @@ def score_run(store: Store, run_id: str, metrics: Mapping[str, Metric], *,
             for model, recs in by_model.items():
                 # A set value is stale when the images it rests on changed (a resumed run).
                 images_hash = sha256_hex(canonical_json(sorted(r["image_sha256"] for r in recs)))
-                prev = existing.get((model, name, h))
+                prev = existing.get((model, next(iter(metric.stored_names())), h))
                 if prev and prev["extra"].get("images_hash") == images_hash:
                     continue
                 items = [_input(store, r, prompts) for r in recs]
                 value, extra = metric.score_set(items)
-                store.put_set_score(run_id, model, name, h, value, len(items), settings,
-                                    {**extra, "images_hash": images_hash})
+                for stored, v in _outputs(metric, value):
+                    store.put_set_score(run_id, model, stored, h, v, len(items), settings,
+                                        {**extra, "images_hash": images_hash})
                 n_done += 1
             computed[name] = n_done
         metric.close()
         log.info("score %s: %d new values", name, computed[name])
     return computed
+
+
+def _outputs(metric: Metric, value: Any) -> list[tuple[str, float | None]]:
+    """(stored metric name, value) pairs for one result."""
+    if metric.outputs:
+        if not isinstance(value, dict) or set(value) != set(metric.outputs):
+            raise RuntimeError(f"metric {metric.name} must return a dict with keys "
+                               f"{sorted(metric.outputs)}, got {value!r}")
+        return [(f"{metric.name}.{o}", _num(value[o])) for o in metric.outputs]
+    return [(metric.name, _num(value))]
+
+
+def _num(v: Any) -> float | None:
+    return None if v is None else float(v)
 
 
 def _input(store: Store, rec: dict, prompts: Mapping[str, dict]) -> ScoreInput:

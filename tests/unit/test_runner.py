@@ -110,3 +110,32 @@ def test_refusals_are_results_and_errors_are_retried(tmp_path):
     s3 = LocalExecutor().execute(store, gens(names=("a",)), units, retry_errors=False,
                                  progress=False)
     assert s3.calls == 0
+
+
+def test_multi_output_metrics_store_one_value_per_output(tmp_path):
+    from harness.leaderboard import build_leaderboard
+    from harness.metrics.base import Metric
+    from harness.runner.pipeline import Plan, save_plan
+    from harness.runner.score import score_run
+
+    class TwoNumbers(Metric):
+        kind = "two"
+        outputs = {"good": True, "err": False}
+
+        def score_images(self, items):
+            return [({"good": 1.0, "err": 0.25}, {"note": "x"}) for _ in items]
+
+    store = Store(tmp_path)
+    g = gens(names=("a",))
+    units = plan_units(SUITE, g, samples=1, seed=0)
+    metric = {"two": TwoNumbers(name="two")}
+    save_plan(store, Plan("r", SUITE, units, g, 1, 0), metric)
+    LocalExecutor().execute(store, g, units, progress=False)
+    assert score_run(store, "r", metric, progress=False) == {"two": 5}
+    assert score_run(store, "r", metric, progress=False) == {"two": 0}
+    names = {s["metric"] for s in store.scores("r")}
+    assert names == {"two.good", "two.err"}
+    lb = build_leaderboard(store, "r")
+    assert lb.metrics["two.err"]["higher_is_better"] is False
+    assert lb.metrics["two.good"]["higher_is_better"] is True
+    assert lb.models.loc[0, "two.err"] == 0.25
