@@ -119,7 +119,10 @@ def sample_scene(rng: random.Random, split: str = "train", kind: str | None = No
     if kind == "word":
         return Scene(kind="word", word=rng.choice(WORDS), sign_colour=rng.choice(list(COLOURS)))
     if kind in ("single", "pair"):
-        places = rng.sample(list(POSITIONS), 1 if kind == "single" else 2)
+        # Pairs use two corners: a centre object would touch a corner one, and two touching
+        # objects of one colour read as one blob.
+        corners = [p for p in POSITIONS if p != "centre"]
+        places = rng.sample(list(POSITIONS), 1) if kind == "single" else rng.sample(corners, 2)
         things = []
         for p in places:
             colour, shape = _pick_pair(rng, split)
