@@ -118,34 +118,52 @@ def check(image: Image.Image, spec: dict) -> dict[str, float]:
     """Score an image against a scene's attributes (:meth:`Scene.attributes`).
 
     Returns fractions in [0, 1]: ``colour``, ``shape``, ``position`` and ``all`` for object
-    scenes (each expected object is matched to the found object agreeing on most attributes);
-    ``count`` (and ``colour``/``shape``) for count scenes. Word scenes are OCR's job: {}.
+    scenes (each expected object is matched to the found object agreeing on most attributes;
+    an attribute given as None is not checked); ``count`` (and ``colour``/``shape``) for count
+    scenes. Word scenes are OCR's job: {}.
     """
     objs = read_objects(image)
     if spec["kind"] == "word":
         return {}
     if spec["kind"] == "count":
-        same = [o for o in objs if o.colour == spec["colour"] and o.shape == spec["shape"]]
-        return {
-            "count": float(len(same) == spec["count"]),
-            "colour": float(any(o.colour == spec["colour"] for o in objs)),
-            "shape": float(any(o.shape == spec["shape"] for o in objs)),
-        }
-    scores = {"colour": 0.0, "shape": 0.0, "position": 0.0, "all": 0.0}
+        same = [o for o in objs if spec.get("colour") in (None, o.colour)
+                and spec.get("shape") in (None, o.shape)]
+        out = {"count": float(len(same) == spec["count"])}
+        for attr in ("colour", "shape"):
+            if spec.get(attr):
+                out[attr] = float(any(getattr(o, attr) == spec[attr] for o in objs))
+        return out
     expected = spec["objects"]
+    attrs = [a for a in ("colour", "shape", "position") if any(w.get(a) for w in expected)]
+    scores = dict.fromkeys([*attrs, "all"], 0.0)
     for want in expected:
-        def agree(o: Found, want=want) -> tuple[int, float]:
-            hits = (o.colour == want["colour"]) + (o.shape == want["shape"]) + (
-                o.position == want["position"])
-            return hits, o.area
+        given = [a for a in attrs if want.get(a)]
+
+        def agree(o: Found, want=want, given=given) -> tuple[int, float]:
+            return sum(getattr(o, a) == want[a] for a in given), o.area
 
         best = max(objs, key=agree, default=None)
-        if best is None:
-            continue
-        c, s, p = (best.colour == want["colour"], best.shape == want["shape"],
-                   best.position == want["position"])
-        scores["colour"] += c
-        scores["shape"] += s
-        scores["position"] += p
-        scores["all"] += c and s and p
-    return {k: v / len(expected) for k, v in scores.items()}
+        hits = {a: best is not None and getattr(best, a) == want[a] for a in given}
+        for a in given:
+            scores[a] += hits[a] / sum(bool(w.get(a)) for w in expected)
+        scores["all"] += all(hits.values()) / len(expected)
+    return scores
+
+
+def spec_from_tags(tags: list[str] | tuple[str, ...]) -> dict | None:
+    """Expected attributes from toy-suite tags (``colour:red``, ``shape:circle``,
+    ``position:top-left``, ``count:2``), when they describe one kind of object unambiguously."""
+    by: dict[str, list[str]] = {}
+    for t in tags:
+        if ":" in t:
+            k, v = t.split(":", 1)
+            by.setdefault(k, []).append(v.replace("-", " "))
+    colours, shapes, places = by.get("colour", []), by.get("shape", []), by.get("position", [])
+    if not (colours or shapes) or len(colours) > 1 or len(shapes) > 1 or len(places) > 1:
+        return None
+    colour = colours[0] if colours else None
+    shape = shapes[0] if shapes else None
+    if by.get("count"):
+        return {"kind": "count", "colour": colour, "shape": shape, "count": int(by["count"][0])}
+    return {"kind": "single", "objects": [
+        {"colour": colour, "shape": shape, "position": places[0] if places else None}]}

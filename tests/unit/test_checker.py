@@ -45,3 +45,28 @@ def test_counts():
     for _ in range(30):
         s = sample_scene(rng, "eval", kind="count")
         assert check(render(s, 64), s.attributes())["count"] == 1.0
+
+
+def test_attribute_metric_uses_meta_or_tags_and_skips_the_rest():
+    from harness.metrics.attributes import AttributeAccuracy
+    from harness.metrics.base import ScoreInput
+    from harness.zoo.checker import spec_from_tags
+
+    s = Scene("single", (Thing("star", "yellow", "top right", (0.73, 0.27), 0.15),))
+    img = render(s, 64)
+    m = AttributeAccuracy(name="attributes")
+    items = [
+        ScoreInput("a", "m", img, {"text": "x", "meta": {"attributes": s.attributes()}}),
+        ScoreInput("b", "m", img, {"text": "a yellow star in the top right",
+                                   "tags": ["colour:yellow", "shape:star", "position:top-right"]}),
+        ScoreInput("c", "m", img, {"text": "a blue star", "tags": ["colour:blue", "shape:star"]}),
+        ScoreInput("d", "m", img, {"text": "a cathedral", "tags": ["category:architecture"]}),
+    ]
+    (a, _), (b, _), (c, _), (d, extra) = m.score_images(items)
+    assert a == {"colour": 1.0, "shape": 1.0, "position": 1.0, "all": 1.0, "count": None}
+    assert b == a
+    assert c == {"colour": 0.0, "shape": 1.0, "position": None, "all": 0.0, "count": None}
+    assert set(d.values()) == {None} and "skipped" in extra
+    assert spec_from_tags(["count:2", "colour:red", "shape:circle"]) == {
+        "kind": "count", "colour": "red", "shape": "circle", "count": 2}
+    assert spec_from_tags(["colour:red", "colour:blue", "shape:circle"]) is None
