@@ -53,3 +53,18 @@ def test_render_draws_the_colour_where_the_shape_is():
     assert t.shape in SHAPES and t.position in POSITIONS
     corner = img[2, 2]
     assert np.abs(corner - np.array([246, 244, 238])).max() < 5
+
+
+def test_toy_world_suite_file_is_what_the_generator_makes(tmp_path):
+    from harness.suites import BUILTIN_SUITES_DIR, load_suite
+    from harness.zoo.suite import MIX, write_toy_world_suite
+
+    fresh = write_toy_world_suite(tmp_path / "toy-world.yaml")
+    assert fresh.read_text() == (BUILTIN_SUITES_DIR / "toy-world.yaml").read_text()
+    suite = load_suite({"name": "toy-world", "file": "toy-world.yaml"})
+    assert len(suite.prompts) == sum(MIX.values())
+    unseen = [p for p in suite.prompts if "split:unseen" in p.tags]
+    assert len(unseen) >= MIX["single-unseen"]
+    words = [p for p in suite.prompts if "category:word" in p.tags]
+    assert all(p.expected_text and f'"{p.expected_text}"' in p.text for p in words)
+    assert all(p.meta["attributes"]["kind"] for p in suite.prompts)
