@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Extras the tests exercise; `make run` needs none beyond the core.
+# Extras: `make run` needs ocr (a default metric); the tests exercise clip and fid too.
 EXTRAS ?= dev,clip,fid,ocr
 
 .PHONY: run test bench lint clean

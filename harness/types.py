@@ -125,7 +125,8 @@ class GenRequest:
     params: Mapping[str, Any] = field(default_factory=dict)
     """Generator-specific generation parameters (quality, style, LoRA weights ...)."""
     controls: tuple[Mapping[str, Any], ...] = ()
-    """Control input references: kind, sha256 and settings (see :meth:`Control.ref`)."""
+    """Control inputs: kind, sha256 and settings (:meth:`Control.ref`), plus the ``path`` the
+    file was planned from (not part of the key)."""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -134,8 +135,11 @@ class GenRequest:
         return d
 
     def key(self) -> str:
-        """Deterministic cache key: sha256 of the canonical JSON of the request."""
-        return sha256_hex(canonical_json(self.to_dict()))
+        """Deterministic cache key: sha256 of the canonical JSON of the request. Control inputs
+        count by hash and settings; where their file lies (``path``) does not."""
+        d = self.to_dict()
+        d["controls"] = [{k: v for k, v in c.items() if k != "path"} for c in d["controls"]]
+        return sha256_hex(canonical_json(d))
 
 
 Status = Literal["ok", "refused", "error"]

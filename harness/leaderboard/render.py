@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.leaderboard.table import Leaderboard
+from harness.metrics.base import output_directions
 
 UNTRAINED_NOTE = ("random weights, built only so the pipeline runs end to end; its images and "
                   "scores say nothing about any real model")
@@ -32,7 +33,10 @@ def _md_table(headers: list[str], rows: list[list[str]]) -> str:
 def render_markdown(lb: Leaderboard) -> str:
     m = lb.run["manifest"]
     t = lb.models
-    image_metrics = [k for k, v in lb.metrics.items() if v.get("per") == "image" and k in t.columns]
+    all_image = [k for k, v in lb.metrics.items() if v.get("per") == "image" and k in t.columns]
+    # The main table shows one column per metric: multi-output metrics show their headline
+    # (first) output there and every output in a table of their own below.
+    image_metrics, more_outputs = _split_outputs(lb, all_image)
     set_metrics = [k for k, v in lb.metrics.items() if v.get("per") == "set" and k in t.columns]
     lines = [
         f"# Leaderboard: {lb.suite}",
@@ -48,8 +52,10 @@ def render_markdown(lb: Leaderboard) -> str:
     headers = ["#", "model", "images", "refusal rate", "latency p50 (s)", "latency p95 (s)",
                "cost / image (USD)"]
     for k in image_metrics:
-        arrow = "↑" if lb.metrics[k].get("higher_is_better", True) else "↓"
-        headers.append(f"{k} {arrow} (95% CI)")
+        headers.append(f"{k} {_arrow(lb, k)} (95% CI)")
+    if image_metrics:
+        ci_note = ("95% CI: percentile bootstrap of the mean over images (2000 resamples, seeded); "
+                   "N is shown where fewer images have a value than were generated.")
     for k in set_metrics:
         arrow = "↑" if lb.metrics[k].get("higher_is_better", True) else "↓"
         headers.append(f"{k} {arrow} (N)")
@@ -62,12 +68,19 @@ def render_markdown(lb: Leaderboard) -> str:
         row = [str(i + 1), label, images, _pct(r["refusal_rate"]), _fmt(r["latency_p50_s"]),
                _fmt(r["latency_p95_s"]), _fmt(r["cost_per_image_usd"], 4)]
         for k in image_metrics:
-            row.append(f"{_fmt(r[k])} [{_fmt(r[k + '_lo'])}, {_fmt(r[k + '_hi'])}]")
+            row.append(_ci_cell(r, k))
         for k in set_metrics:
             n = r.get(f"{k}_n")
             row.append(f"{_fmt(r[k])} (N={int(n) if n == n else '–'})")
         rows.append(row)
     lines += ["", _md_table(headers, rows)]
+    lines += _fid_note(lb, set_metrics)
+    if image_metrics:
+        lines += ["", ci_note]
+    for base, names in more_outputs.items():
+        lines += ["", f"## {base}: every output", "",
+                  _md_table(["model"] + [f"{k.split('.', 1)[1]} {_arrow(lb, k)}" for k in names],
+                            [[r["label"]] + [_ci_cell(r, k) for k in names] for _, r in t.iterrows()])]
 
     if len(lb.by_tag):
         for metric in image_metrics:
@@ -77,12 +90,13 @@ def render_markdown(lb: Leaderboard) -> str:
             sub = categories if len(categories) else sub
             if sub.empty:
                 continue
-            piv = sub.pivot(index="tag", columns="model", values="value").sort_index()
-            models = [m_ for m_ in t["model"] if m_ in piv.columns]
+            cells = {(r_["tag"], r_["model"]): _tag_cell(r_) for _, r_ in sub.iterrows()}
+            tags = sorted(sub["tag"].unique())
+            models = [m_ for m_ in t["model"] if m_ in set(sub["model"])]
             labels = dict(zip(t["model"], t["label"], strict=False))
-            lines += ["", f"## {metric} by tag", "",
+            lines += ["", f"## {metric} by tag", "", "mean [95% CI] (N)", "",
                       _md_table(["tag"] + [labels[x] for x in models],
-                                [[tag] + [_fmt(piv.loc[tag, x]) for x in models] for tag in piv.index])]
+                                [[tag] + [cells.get((tag, x), "–") for x in models] for tag in tags])]
 
     lines += ["", "## Models", ""]
     lines.append(_md_table(
@@ -92,11 +106,122 @@ def render_markdown(lb: Leaderboard) -> str:
     ))
     if lb.metrics:
         lines += ["", "## Metric settings", ""]
+        listed: set[str] = set()
         for k, v in sorted(lb.metrics.items()):
-            s = ", ".join(f"{a}={b}" for a, b in sorted(v.get("settings", {}).items()))
-            lines.append(f"- **{k}** ({v.get('per')}): {s}")
+            settings = v.get("settings", {})
+            outputs = output_directions(settings)
+            base = k.split(".", 1)[0] if outputs else k
+            if base not in listed:  # outputs of one metric share their settings: list them once
+                listed.add(base)
+                shown = ", ".join(f"{a}={b}" for a, b in sorted(settings.items()) if a != "outputs")
+                arrows = (f"{o} {'↑' if hib else '↓'}" for o, hib in outputs.items())
+                outs = f"; outputs {', '.join(arrows)}" if outputs else ""
+                lines.append(f"- **{base}** ({v.get('per')}{outs}): {shown}")
+            how = how_to_read(k, settings)
+            if how:
+                lines.append(f"  - How to read{f' {k}' if outputs else ''}: {how}")
     lines.append("")
     return "\n".join(lines)
+
+
+def _arrow(lb: Leaderboard, k: str) -> str:
+    return "↑" if lb.metrics[k].get("higher_is_better", True) else "↓"
+
+
+def _ci_cell(r: Any, k: str) -> str:
+    cell = f"{_fmt(r[k])} [{_fmt(r[k + '_lo'])}, {_fmt(r[k + '_hi'])}]"
+    n = r.get(f"{k}_n")
+    if n == n and n is not None and int(n) != int(r["ok"]):
+        cell += f" (N={int(n)})"  # some images have no value (skipped): say how many count
+    return cell
+
+
+def _split_outputs(lb: Leaderboard, names: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """Headline metric names (single-output metrics and each multi-output metric's first
+    output) and, per multi-output metric, all its outputs in declared order."""
+    head: list[str] = []
+    groups: dict[str, list[str]] = {}
+    for k in names:
+        outputs = list(output_directions(lb.metrics[k].get("settings", {})))
+        base, _, out = k.partition(".")
+        if out in outputs:
+            groups.setdefault(base, [None] * len(outputs))[outputs.index(out)] = k
+        else:
+            head.append(k)
+    more = {}
+    for base, ks in groups.items():
+        present = [k for k in ks if k]
+        head.append(present[0])
+        if len(present) > 1:
+            more[base] = present
+    return head, more
+
+
+def _tag_cell(r: Any) -> str:
+    lo, hi = r.get("lo"), r.get("hi")
+    ci = f" [{_fmt(lo)}, {_fmt(hi)}]" if lo == lo and lo is not None else ""
+    n = r.get("n")
+    return f"{_fmt(r['value'])}{ci}" + (f" ({int(n)})" if n == n and n is not None else "")
+
+
+_OCR_OUTPUTS = {
+    "exact": "share of images whose normalised text equals the target exactly (0-1)",
+    "word_precision": "share of the words read that are in the target (multiset, 0-1)",
+    "word_recall": "share of the target's words that were read (multiset, 0-1)",
+    "word_f1": "harmonic mean of word precision and recall (0-1)",
+    "ned": "1 - edit distance / longer length, character level (0-1, 1 = identical)",
+    "cer": "character error rate, edit distance / target length (0 = perfect; can exceed 1)",
+}
+
+
+def how_to_read(stored_name: str, settings: dict[str, Any]) -> str:
+    """One line on a metric's scale, for the settings list (empty when there is nothing to say)."""
+    kind = settings.get("metric")
+    if kind == "clip_score":
+        scale = settings.get("scale", 100)
+        return (f"{_fmt(float(scale), 4).rstrip('0').rstrip('.')} x max(cos, 0) of image and "
+                f"prompt embeddings ({settings.get('model')}, {str(settings.get('weights'))[:23]}); with "
+                "scale 100 the range is 0-100 and real CLIPs give roughly 15-40 for matching pairs. "
+                "Only comparable between runs with the same model, weights and scale.")
+    if kind == "ocr":
+        out = stored_name.split(".", 1)[1] if "." in stored_name else ""
+        what = _OCR_OUTPUTS.get(out, "")
+        norm = ", ".join(k for k in ("casefold", "collapse_whitespace", "strip_punctuation")
+                         if settings.get(k))
+        return (f"{what}; read by {settings.get('engine_version') or settings.get('engine')} "
+                f"after upscaling to {settings.get('min_side')} px, normalised: {norm or 'none'}; "
+                "prompts without target text don't count.")
+    if kind == "colorfulness":
+        return "Hasler-Suesstrunk: ~0 grey, 15 slightly, 33 moderately, 59 quite, 82+ highly colourful."
+    return ""
+
+
+def _fid_note(lb: Leaderboard, set_metrics: list[str]) -> list[str]:
+    """Notes under the main table for FID-style metrics: which features they rest on (the
+    EfficientNet-Lite0 FID is not comparable to published FID), and a warning for each model
+    whose FID rests on fewer than 2,000 images, with its KID (unbiased at small N) beside it."""
+    few = 2000
+    out: list[str] = []
+    for k in set_metrics:
+        settings = lb.metrics[k].get("settings", {})
+        if settings.get("metric") != "fid" or not k.endswith(".fid"):
+            continue
+        base = k[: -len(".fid")]
+        label = settings.get("label") or "FID"
+        out.append(f"- **{k}**: {label}; features `{settings.get('features', '?')}`, "
+                   f"{settings.get('resize', '?')} resize to {settings.get('image_size', '?')} px.")
+        for _, r in lb.models.iterrows():
+            n = r.get(f"{k}_n")
+            if n is None or n != n:
+                continue
+            if r.get(k) is None or r.get(k) != r.get(k):
+                out.append(f"  - {r['label']}: no value (skipped; the reason is stored with it, "
+                           "e.g. no reference set configured or too few images).")
+            elif n < few:
+                kid = r.get(f"{base}.kid")
+                out.append(f"  - ⚠ {r['label']}: FID rests on N={int(n)} images (< {few:,}): biased "
+                           f"upward and noisy; compare KID = {_fmt(kid, 4)} (unbiased).")
+    return ["", "**FID / KID**", ""] + out if out else []
 
 
 def _pct(v: float) -> str:

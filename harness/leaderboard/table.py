@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from harness.metrics.base import output_directions
 from harness.store import Store
 
 
@@ -20,9 +20,11 @@ class Leaderboard:
     run: dict[str, Any]
     """Run row with its manifest."""
     models: pd.DataFrame
-    """One row per model: counts, refusal rate, latency, cost, metric means with CIs."""
+    """One row per model: counts, refusal rate, latency, cost, metric means with CIs
+    (``<metric>``, ``_lo``, ``_hi``; seeded percentile bootstrap) and ``<metric>_n``, the values
+    that count (None values, e.g. OCR on a prompt without target text, are left out)."""
     by_tag: pd.DataFrame
-    """Mean of each per-image metric by (metric, tag, model)."""
+    """Per-image metrics by (metric, tag, model): value (mean), lo, hi (bootstrap CI), n."""
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per metric: settings, direction and kind (image or set)."""
 
@@ -35,22 +37,40 @@ class Leaderboard:
         return self.run["run_id"]
 
 
-def mean_ci(values: np.ndarray, level: float) -> tuple[float, float, float]:
-    """Mean with a normal-approximation confidence interval (t-free; N is usually large)."""
-    n = len(values)
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+
+
+def mean_ci(values: np.ndarray, level: float, *, resamples: int = BOOTSTRAP_RESAMPLES,
+            seed: int = BOOTSTRAP_SEED) -> tuple[float, float, float]:
+    """Mean with a seeded percentile-bootstrap confidence interval.
+
+    Resamples the values with replacement ``resamples`` times (numpy, vectorised, in chunks so
+    memory stays bounded) and takes the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles
+    of the resampled means. Deterministic: the same values and seed give the same interval.
+    NaN bounds below 2 values (no spread to resample); all NaN for none. Drop missing values
+    before calling.
+    """
+    v = np.asarray(values, dtype=float)
+    n = len(v)
     if n == 0:
         return (math.nan, math.nan, math.nan)
-    m = float(values.mean())
+    m = float(v.mean())
     if n < 2:
         return (m, math.nan, math.nan)
-    z = NormalDist().inv_cdf(0.5 + level / 2)
-    half = z * float(values.std(ddof=1)) / math.sqrt(n)
-    return (m, m - half, m + half)
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    step = max(1, 4_000_000 // n)  # resamples per chunk: at most ~4M indices (32 MB) at once
+    for start in range(0, resamples, step):
+        k = min(step, resamples - start)
+        means[start : start + k] = v[rng.integers(0, n, size=(k, n))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return (m, float(lo), float(hi))
 
 
 def _direction(stored_name: str, settings: dict[str, Any]) -> bool:
     """Higher-is-better of a stored metric name (``name`` or ``name.output``)."""
-    outputs = settings.get("outputs") or {}
+    outputs = output_directions(settings)
     if "." in stored_name and stored_name.split(".", 1)[1] in outputs:
         return bool(outputs[stored_name.split(".", 1)[1]])
     return bool(settings.get("higher_is_better", True))
@@ -112,6 +132,11 @@ def build_leaderboard(store: Store, run_id: str, *, ci: float = 0.95) -> Leaderb
             for _, r in grp.iterrows():
                 for tag in prompts.get(r["prompt_id"], {}).get("tags", []):
                     tag_rows.append({"metric": metric, "tag": tag, "model": r["model"], "value": r["value"]})
+    # As for per-image metrics: a set metric recomputed with other settings shows its newest value.
+    newest_set: dict[str, dict[str, Any]] = {}
+    for s in sorted(set_scores, key=lambda s: s["created_at"]):
+        newest_set[s["metric"]] = s
+    set_scores = [s for s in set_scores if s["settings_hash"] == newest_set[s["metric"]]["settings_hash"]]
     for s in set_scores:
         metric_info.setdefault(s["metric"], {}).update(
             settings=s["settings"], per="set", higher_is_better=_direction(s["metric"], s["settings"]))
@@ -121,8 +146,14 @@ def build_leaderboard(store: Store, run_id: str, *, ci: float = 0.95) -> Leaderb
 
     by_tag = pd.DataFrame(tag_rows)
     if len(by_tag):
-        by_tag = (by_tag.dropna(subset=["value"]).groupby(["metric", "tag", "model"], as_index=False)
-                  ["value"].mean())
+        cells = []
+        for (metric, tag, model), g in by_tag.dropna(subset=["value"]).groupby(
+                ["metric", "tag", "model"], sort=True):
+            vals = g["value"].to_numpy(dtype=float)
+            m_, lo, hi = mean_ci(vals, ci)
+            cells.append({"metric": metric, "tag": tag, "model": model, "value": m_, "lo": lo,
+                          "hi": hi, "n": len(vals)})
+        by_tag = pd.DataFrame(cells, columns=["metric", "tag", "model", "value", "lo", "hi", "n"])
     sort_metric = next((m for m in metric_info if m in table.columns), None)
     if sort_metric is not None:
         asc = not metric_info[sort_metric].get("higher_is_better", True)

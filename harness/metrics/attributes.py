@@ -12,16 +12,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from harness.metrics.base import Metric, ScoreInput
+from harness.metrics.base import Metric, ScoreInput, as_rgb
 
-OUTPUTS = ("colour", "shape", "position", "count", "all")
+OUTPUTS = ("all", "colour", "shape", "position", "count")
+"""The first is the headline (all requested attributes right)."""
 
 
 class AttributeAccuracy(Metric):
     kind = "toy_attributes"
     per = "image"
     outputs = dict.fromkeys(OUTPUTS, True)
-    defaults = {"judge": "toy-world rule-based checker v1"}
+    defaults = {"judge": "toy-world rule-based checker v2"}
     """judge: which reader decides; changing the checker's rules bumps it."""
 
     def score_images(self, items: Sequence[ScoreInput]) -> list[tuple[Any, dict[str, Any]]]:
@@ -35,6 +36,6 @@ class AttributeAccuracy(Metric):
             if spec is None or spec.get("kind") == "word":
                 out.append((values, {"skipped": "prompt names no toy-world object attributes"}))
                 continue
-            values.update(check(it.image, spec))
+            values.update(check(as_rgb(it.image), spec))
             out.append((values, {"spec": spec}))
         return out

@@ -19,7 +19,7 @@ class ScoreInput:
     """Record key."""
     model: str
     image: Any
-    """RGB PIL image."""
+    """The stored image as an opened (lazily decoded) PIL image; call :func:`as_rgb` to decode."""
     prompt: Mapping[str, Any]
     """The prompt as stored (text, tags, expected_text, meta)."""
 
@@ -40,6 +40,9 @@ class Metric:
     """For metrics that yield several numbers per image (OCR: exact match, word F1, CER ...):
     output name -> higher is better. Each is stored as metric ``<name>.<output>``. Empty: one
     number, stored as ``<name>``, direction :attr:`higher_is_better`."""
+    runtime: ClassVar[tuple[str, ...]] = ()
+    """Settings that change speed, not the number (batch size, device, workers): accepted under
+    ``settings`` but left out of :meth:`describe`, so changing them never re-scores."""
     batch_size: int = 32
     cache_dir: Path | None = None
     """Set by the score stage (``<store>/cache``): where feature statistics may be cached."""
@@ -57,10 +60,13 @@ class Metric:
 
     def describe(self) -> dict[str, Any]:
         """Everything that identifies the number: stored with every value."""
-        d = {"metric": self.kind, "version": self.version, "per": self.per,
-             "higher_is_better": self.higher_is_better, **self.settings}
+        d = {"metric": self.kind, "version": self.version, "per": self.per}
         if self.outputs:
-            d["outputs"] = dict(self.outputs)
+            # Pairs, not a mapping: stored JSON sorts keys, and the first output is the headline.
+            d["outputs"] = [[o, hib] for o, hib in self.outputs.items()]
+        else:
+            d["higher_is_better"] = self.higher_is_better
+        d.update((k, v) for k, v in self.settings.items() if k not in self.runtime)
         return d
 
     def stored_names(self) -> dict[str, bool]:
@@ -85,3 +91,29 @@ class Metric:
 
     def close(self) -> None:
         """Release models and memory."""
+
+
+def as_rgb(image: Any):
+    """An RGB PIL image from any PIL mode (alpha composited on white, grey expanded) or an
+    HxW / HxWx3 / HxWx4 uint8 array. Raises on corrupt or truncated files (the decode happens
+    here, on the caller's thread)."""
+    from PIL import Image
+
+    if not isinstance(image, Image.Image):
+        import numpy as np
+
+        image = Image.fromarray(np.asarray(image))
+    image.load()
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(bg, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def output_directions(settings: Mapping[str, Any]) -> dict[str, bool]:
+    """Output name -> higher is better, in declared order (first = headline), from stored
+    settings; empty for single-number metrics."""
+    return {str(o): bool(hib) for o, hib in settings.get("outputs") or []}

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.metrics.base import Metric, ScoreInput
+from harness.metrics.base import Metric, ScoreInput, as_rgb
 
 
 def colorfulness(rgb: np.ndarray) -> float:
@@ -35,7 +35,7 @@ class Colorfulness(Metric):
         size = self.settings["resize"]
         out = []
         for it in items:
-            img = it.image
+            img = as_rgb(it.image)
             if size:
                 from PIL import Image
 

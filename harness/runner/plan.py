@@ -44,7 +44,7 @@ def plan_units(
                     guidance=p.get("guidance"),
                     scheduler=p.get("scheduler"),
                     params=extra,
-                    controls=tuple(c.ref() for c in prompt.controls),
+                    controls=tuple({**c.ref(), "path": c.path} for c in prompt.controls),
                 )
                 units.append(WorkUnit(request=req, key=req.key(), prompt=prompt))
     return units

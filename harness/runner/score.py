@@ -91,6 +91,10 @@ def _num(v: Any) -> float | None:
 
 
 def _input(store: Store, rec: dict, prompts: Mapping[str, dict]) -> ScoreInput:
-    return ScoreInput(key=rec["key"], model=rec["model"], image=store.open_image(rec["image_sha256"]),
-                      prompt=prompts.get(rec["prompt_id"], {"id": rec["prompt_id"],
-                                                            "text": rec["request"]["prompt"]}))
+    # Opened, not decoded: metrics decode (as_rgb) on their own worker threads, and a corrupt
+    # file becomes that image's recorded skip instead of stopping the stage.
+    from PIL import Image
+
+    prompt = prompts.get(rec["prompt_id"], {"id": rec["prompt_id"], "text": rec["request"]["prompt"]})
+    return ScoreInput(key=rec["key"], model=rec["model"],
+                      image=Image.open(store.image_path(rec["image_sha256"])), prompt=prompt)

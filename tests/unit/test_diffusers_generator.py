@@ -174,9 +174,10 @@ def test_a_failing_batch_returns_errors_not_an_exception(gens):
     assert "divisible by 8" in res[0].error and res[0].image is None
 
 
-def test_controls_are_refused_clearly(gens):
+def test_unknown_control_inputs_are_refused_clearly(gens):
+    # Control inputs themselves are covered in test_controls.py.
     r = req(0, prompt_id="edit-1", controls=({"kind": "init_image", "sha256": "ab", "params": {}},))
-    with pytest.raises(ConfigError, match=r"prompt 'edit-1'.*init_image.*does not support"):
+    with pytest.raises(ConfigError, match=r"prompt 'edit-1'.*init_image.*no control input file"):
         gens["sd15"].generate([req(1), r])
 
 
@@ -222,7 +223,12 @@ def test_uncached_hub_id_fails_fast_and_says_what_to_do(offline, tmp_path, monke
 @pytest.mark.parametrize("options, message", [
     ({"device": "gpu"}, "options.device: 'gpu' is not a device"),
     ({"dtype": "fp8"}, "options.dtype: unknown dtype 'fp8'"),
-    ({"build": {"arch": "sdxl"}}, "options.build.arch: 'sdxl'"),
+    ({"build": {"arch": "sdxl2"}}, "options.build.arch: 'sdxl2'.*Did you mean 'sdxl'"),
+    ({"cpu_offload": "layers"}, "options.cpu_offload: expected true, false, model or sequential"),
+    ({"controlnet": {"type": "canny"}}, "options.controlnet.model_id: give a hub id"),
+    ({"controlnet": {"model_id": "x/y", "typ": "canny"}}, "unknown key 'typ'.*'type'"),
+    ({"controlnet": {"model_id": "x/y", "type": "edges"}}, "options.controlnet.type: 'edges'"),
+    ({"ip_adapter": {"model_id": "x/y", "build": {"seed": 0}}}, "only models built from a recipe"),
     ({"build": {"arch": "sd15", "sed": 1}}, "unknown key 'sed'.*Did you mean 'seed'"),
     ({"torch_threads": 0}, "options.torch_threads"),
     ({"devcie": "cpu"}, "unknown option 'devcie'.*Did you mean 'device'"),
@@ -246,3 +252,25 @@ def test_model_configs(stem, arch, tmp_path):
     assert g.options.device == "auto" and g.options.dtype == "auto"
     g.options.cache_dir = str(tmp_path)
     assert g.weights_path() == tmp_path / cfg.model_id.replace("/", "--")
+
+
+@pytest.mark.parametrize("arch, pipeline", [("sdxl", "StableDiffusionXLPipeline"),
+                                            ("flux", "FluxPipeline")])
+def test_other_families_run_through_the_same_code(arch, pipeline, cache):
+    g = make(cache, arch)
+    res = g.generate([req(0, steps=2), req(1, steps=2, negative_prompt="blurry")])
+    assert [r.status for r in res] == ["ok", "ok"], res[0].error
+    assert type(g._pipe).__name__ == pipeline
+    assert Image.open(io.BytesIO(res[0].image)).size == (64, 64)
+    g.close()
+
+
+def test_speed_options_load_on_cpu(cache, gens):
+    import torch
+
+    g = make(cache, "sd15", channels_last=True, attention="native")
+    assert g.generate([req(3)])[0].image is not None
+    assert g._pipe.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    g.close()
+    with pytest.raises(ConfigError, match="options.attention: cannot use 'no-such-kernel'"):
+        make(cache, "sd15", attention="no-such-kernel").load()

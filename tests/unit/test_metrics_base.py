@@ -44,10 +44,10 @@ def test_score_images_resizes_when_asked():
     assert v == pytest.approx(colorfulness(np.asarray(img)))
 
 
-def test_mean_ci_normal_approximation():
+def test_mean_ci_bootstrap_brackets_the_mean():
+    # The bootstrap itself is tested against theory and scipy in test_aggregate.py.
     vals = np.array([1.0, 2.0, 3.0, 4.0])
     m, lo, hi = mean_ci(vals, 0.95)
-    half = 1.959963984540054 * vals.std(ddof=1) / 2
-    assert (m, lo, hi) == pytest.approx((2.5, 2.5 - half, 2.5 + half))
+    assert m == 2.5 and 1.0 <= lo < 2.5 < hi <= 4.0
     assert math.isnan(mean_ci(np.array([]), 0.95)[0])
     assert math.isnan(mean_ci(np.array([1.0]), 0.95)[1])

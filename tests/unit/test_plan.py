@@ -101,3 +101,12 @@ def test_run_id_derived_from_plan_or_named():
 def test_unknown_generator_option_is_named_with_suggestion():
     with pytest.raises(ConfigError, match=r"unknown option 'colour'.*Did you mean 'color'"):
         Fixed(name="a", label="A", model_id="x", options={"colour": "blue"})
+
+
+def test_requests_carry_control_paths_outside_the_key():
+    c = Control(kind="init_image", path="/a/x.png", sha256="abc", params={"strength": 0.5})
+    s = Suite(name="s", prompts=(Prompt(id="p", text="t", controls=(c,)),))
+    req = plan_units(s, {"a": gen()}, 1, 0)[0].request
+    assert req.controls[0]["path"] == "/a/x.png"
+    moved = dataclasses.replace(req, controls=({**req.controls[0], "path": "/b/x.png"},))
+    assert moved.key() == req.key()

@@ -139,3 +139,31 @@ def test_multi_output_metrics_store_one_value_per_output(tmp_path):
     assert lb.metrics["two.err"]["higher_is_better"] is False
     assert lb.metrics["two.good"]["higher_is_better"] is True
     assert lb.models.loc[0, "two.err"] == 0.25
+
+
+def test_report_shows_headline_output_and_a_table_of_every_output(tmp_path):
+    from harness.leaderboard import build_leaderboard
+    from harness.leaderboard.render import render_markdown
+    from harness.metrics.base import Metric
+    from harness.runner.pipeline import Plan, save_plan
+    from harness.runner.score import score_run
+
+    class Multi(Metric):
+        kind = "multi"
+        outputs = {"zeta": True, "alpha": False}  # declared order, not alphabetical, decides
+
+        def score_images(self, items):
+            return [({"zeta": 0.5, "alpha": 2.0}, {}) for _ in items]
+
+    store = Store(tmp_path)
+    g = gens(names=("a",))
+    units = plan_units(SUITE, g, samples=1, seed=0)
+    metric = {"multi": Multi(name="multi")}
+    save_plan(store, Plan("r", SUITE, units, g, 1, 0), metric)
+    LocalExecutor().execute(store, g, units, progress=False)
+    score_run(store, "r", metric, progress=False)
+    md = render_markdown(build_leaderboard(store, "r"))
+    header = next(line for line in md.splitlines() if line.startswith("| # |"))
+    assert "multi.zeta ↑" in header and "alpha" not in header
+    assert "## multi: every output" in md and "| model | zeta ↑ | alpha ↓ |" in md
+    assert md.count("- **multi** (image; outputs zeta ↑, alpha ↓)") == 1

