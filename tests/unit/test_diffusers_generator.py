@@ -274,3 +274,30 @@ def test_speed_options_load_on_cpu(cache, gens):
     g.close()
     with pytest.raises(ConfigError, match="options.attention: cannot use 'no-such-kernel'"):
         make(cache, "sd15", attention="no-such-kernel").load()
+
+
+@pytest.mark.slow
+def test_compile_option_matches_eager_on_cpu(tmp_path):
+    """torch.compile of the U-Net (about a minute to compile on 2 cores): same image within a level."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from harness.generators.diffusers_local import DiffusersGenerator
+    from harness.runner.plan import plan_units
+    from harness.types import Prompt, Suite
+
+    suite = Suite(name="s", prompts=(Prompt(id="p", text="a red circle"),))
+    images = []
+    for compiled in (False, True):
+        g = DiffusersGenerator(
+            name="toy", label="t", model_id="harness-untrained/tiny-sd15",
+            params={"width": 64, "height": 64, "steps": 4, "guidance": 4.0},
+            options={"build": {"arch": "sd15", "seed": 0, "image_size": 64}, "compile": compiled,
+                     "cache_dir": str(tmp_path)})
+        res = g.generate([plan_units(suite, {"toy": g}, 1, 0)[0].request])[0]
+        assert res.status == "ok", res.error
+        images.append(np.asarray(Image.open(io.BytesIO(res.image))).astype(int))
+        g.close()
+    assert np.abs(images[0] - images[1]).max() <= 1
