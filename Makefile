@@ -20,8 +20,9 @@ run: $(STAMP)  ## the embedded default suite, offline, CPU: writes reports/<suit
 test: $(STAMP)  ## the default test run (slow/gpu/api/browser tests are opt-in markers)
 	$(PY) -m pytest -q
 
-bench: $(STAMP)  ## benchmarks; each prints its headline figure last
-	$(PY) benchmarks/resume.py
+bench: $(STAMP)  ## benchmarks (CPU); each prints its headline figure last
+	@for b in resume local_overhead fid_speed metrics_throughput; do \
+		echo "== benchmarks/$$b.py"; $(PY) benchmarks/$$b.py || status=1; done; exit $${status:-0}
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check harness tests benchmarks
