@@ -3,8 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Extras: `make run` needs ocr (a default metric); the tests exercise clip and fid too.
-EXTRAS ?= dev,clip,fid,ocr
+# Extras: `make run` needs ocr (a default metric); the tests exercise clip, fid and api too.
+EXTRAS ?= dev,clip,fid,ocr,api
 
 .PHONY: run test bench lint clean
 
