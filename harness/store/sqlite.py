@@ -382,6 +382,60 @@ class Store:
                                (run_id,))
         return [_decode(dict(r), ("settings", "extra")) for r in rows]
 
+    # -- raters and votes -------------------------------------------------------------------
+
+    def add_rater(self, name: str, *, admin: bool = False) -> str:
+        """Invite a rater; returns their token (shown once: only its hash is stored)."""
+        import secrets
+        import uuid
+
+        token = secrets.token_urlsafe(24)
+        try:
+            with self._tx() as db:
+                db.execute("INSERT INTO raters VALUES (?, ?, ?, ?, 0, ?)",
+                           (uuid.uuid4().hex, name, sha256_hex(token), utcnow(), int(admin)))
+        except sqlite3.IntegrityError:
+            raise StoreError(f"a rater named {name!r} already exists; pick another name") from None
+        return token
+
+    def rater_for_token(self, token: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT * FROM raters WHERE token_sha256=?",
+                              (sha256_hex(token),)).fetchone()
+        return dict(row) if row else None
+
+    def raters(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.db.execute("SELECT * FROM raters ORDER BY created_at")]
+
+    def set_rater_excluded(self, rater_id: str, excluded: bool) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE raters SET excluded=? WHERE rater_id=?", (int(excluded), rater_id))
+
+    def put_vote(self, vote: dict[str, Any]) -> bool:
+        """Store one vote, committed at once. Returns False when ``vote_id`` was already stored
+        (a retried submit), so a vote is never counted twice."""
+        cols = ("vote_id", "run_id", "rater_id", "prompt_id", "left_key", "right_key",
+                "left_model", "right_model", "choice", "reason", "seconds", "is_repeat",
+                "is_gold", "app_version")
+        missing = [c for c in cols[:9] if vote.get(c) in (None, "")]
+        if missing:
+            raise StoreError(f"vote is missing {', '.join(missing)}")
+        with self._tx() as db:
+            cur = db.execute(
+                f"INSERT OR IGNORE INTO votes ({', '.join(cols)}, created_at) "
+                f"VALUES ({', '.join('?' * len(cols))}, ?)",
+                (*(vote.get(c) for c in cols[:11]), int(bool(vote.get("is_repeat"))),
+                 int(bool(vote.get("is_gold"))), vote.get("app_version"), utcnow()),
+            )
+            return cur.rowcount == 1
+
+    def votes(self, run_id: str, *, include_excluded: bool = False) -> list[dict[str, Any]]:
+        """Votes of a run (without those of excluded raters unless asked), oldest first."""
+        q = ("SELECT v.*, r.name AS rater FROM votes v JOIN raters r ON r.rater_id=v.rater_id "
+             "WHERE v.run_id=?")
+        if not include_excluded:
+            q += " AND r.excluded=0"
+        return [dict(r) for r in self.db.execute(q + " ORDER BY v.created_at, v.vote_id", (run_id,))]
+
     def iter_keys_and_hashes(self) -> Iterator[tuple[str, str | None, str]]:
         """(key, image hash, status) of every record: what 'two stores are equal' compares."""
         for row in self.db.execute("SELECT key, image_sha256, status FROM records ORDER BY key"):
