@@ -21,6 +21,7 @@ COMMAND_HELP = {
     "report": "write reports/<suite>/<run>/leaderboard.{md,csv} from the store",
     "export": "write the run's records and scores for pandas (export.format=parquet|csv|jsonl)",
     "list": "list the models, suites, metrics and experiments available",
+    "cost": "self-hosted vs API cost per image and the crossover in images/day (PNG plot)",
 }
 EXTRAS = {  # missing module -> the extra that installs it
     "openai": "api", "httpx": "api", "rapidocr": "ocr", "onnxruntime": "ocr",
@@ -331,6 +332,12 @@ def _run_command(cfg) -> dict:
         out = write_report(build_leaderboard(store, run_id, ci=cfg.report.ci), cfg.report.dir)
         print(f"leaderboard: {out / 'leaderboard.md'}")
         result["report_dir"] = out
+    if cmd == "cost":
+        from harness.leaderboard.cost_report import write_cost_report
+
+        out = write_cost_report(store, run_id, cfg.cost, cfg.report.dir)
+        print(f"cost report: {out}")
+        result["cost_report"] = out
     if cmd == "export":
         from harness.leaderboard.export import export_run
 

@@ -151,7 +151,22 @@ class ExportConfig:
     """Output file; None writes <store>/exports/<run>.<format>."""
 
 
-COMMANDS = ("run", "generate", "score", "report", "export", "list")
+@dataclass
+class CostConfig:
+    gpu_name: str = "H100"
+    """GPU the self-hosted price refers to (a label for the plot)."""
+    gpu_usd_per_hour: float = 2.5
+    """Rental price of one GPU per hour, USD."""
+    utilisation: float = 0.6
+    """Share of paid GPU time spent generating."""
+    min_gpus: int = 1
+    """GPUs kept running even at low volume."""
+    api_prices: dict[str, float] = field(default_factory=dict)
+    """Extra API prices to compare with (label -> USD per image); the run's API models and, when
+    it has none, reference entries of the dated price table are always included."""
+
+
+COMMANDS = ("run", "generate", "score", "report", "export", "list", "cost")
 
 
 @dataclass
@@ -165,6 +180,7 @@ class RootConfig:
     run: RunConfig = field(default_factory=RunConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    cost: CostConfig = field(default_factory=CostConfig)
 
 
 GROUPS = {"suite": SuiteConfig, "store": StoreConfig, "executor": ExecutorConfig}

@@ -141,3 +141,17 @@ def test_multirun_runs_one_job_per_model(tmp_path, model_cache):
     s = Store(tmp_path / "store", create=False)
     # experiment=smoke names the run, so both jobs share run 'smoke', one model each.
     assert set(s.unit_counts("smoke")) == {"toy_unet", "toy_dit"}
+
+
+def test_cost_command_reads_the_store_and_draws_the_plot(workdir):
+    run(command="generate")
+    res = run("cost.gpu_usd_per_hour=2.4", "cost.utilisation=0.5", "+cost.api_prices.flat=0.04",
+              command="cost")
+    md = res["cost_report"].read_text()
+    assert "| Toy U-Net (untrained) |" in md and "flat" in md and "measured on a CPU" in md
+    png = res["cost_report"].with_name("cost.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    csv = pd.read_csv(res["cost_report"].with_name("cost.csv"))
+    row = csv[csv["api"] == "flat"].iloc[0]
+    expected = row["seconds_per_image"] * 2.4 / 3600 / 0.5
+    assert row["self_hosted_usd_per_image"] == pytest.approx(expected)
