@@ -18,7 +18,7 @@ COMMAND_HELP = {
     "run": "plan, generate, score and report (resumes whatever is already stored)",
     "generate": "plan and generate only",
     "score": "compute missing metric values for stored images",
-    "report": "write reports/<suite>/<run>/leaderboard.{md,csv} from the store",
+    "report": "write reports/<suite>/<run>/leaderboard.{md,csv,json,parquet} from the store",
     "export": "write the run's records and scores for pandas (export.format=parquet|csv|jsonl)",
     "list": "list the models, suites, metrics and experiments available",
     "cost": "self-hosted vs API cost per image and the crossover in images/day (PNG plot)",

@@ -229,14 +229,29 @@ def _pct(v: float) -> str:
 
 
 def write_report(lb: Leaderboard, out_dir: str | os.PathLike[str]) -> Path:
-    """Write leaderboard.md and leaderboard.csv to <out_dir>/<suite>/<run>/ and point
+    """Write leaderboard.md, .csv, .json and .parquet to <out_dir>/<suite>/<run>/ and point
     <out_dir>/<suite>/latest at it. Returns the run's report folder."""
+    import json
+
     suite_dir = Path(out_dir) / lb.suite
     run_dir = suite_dir / lb.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_atomic(run_dir / "leaderboard.md", render_markdown(lb))
-    csv = lb.models.copy()
-    _write_atomic(run_dir / "leaderboard.csv", csv.to_csv(index=False, float_format="%.6g"))
+    table = lb.models.copy()
+    _write_atomic(run_dir / "leaderboard.csv", table.to_csv(index=False, float_format="%.6g"))
+    doc = {
+        "run_id": lb.run_id, "suite": lb.suite,
+        "samples": lb.run["manifest"].get("samples"), "seed": lb.run["manifest"].get("seed"),
+        "metrics": lb.metrics,
+        "models": json.loads(table.to_json(orient="records", double_precision=10)),
+        "by_tag": json.loads(lb.by_tag.to_json(orient="records", double_precision=10))
+        if len(lb.by_tag) else [],
+    }
+    _write_atomic(run_dir / "leaderboard.json",
+                  json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n")
+    tmp = run_dir / ".leaderboard.parquet.tmp"
+    table.to_parquet(tmp, index=False)
+    os.replace(tmp, run_dir / "leaderboard.parquet")
     point_latest(suite_dir, lb.run_id)
     return run_dir
 
