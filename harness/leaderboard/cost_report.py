@@ -24,8 +24,9 @@ def measured(store: Store, run_id: str) -> tuple[dict[str, float], dict[str, flo
     local: dict[str, float] = {}
     apis: dict[str, float] = {}
     devices: dict[str, str] = {}
+    ok = store.records(run_id, status="ok")
     for model, info in infos.items():
-        recs = [r for r in store.records(run_id, status="ok") if r["model"] == model]
+        recs = [r for r in ok if r["model"] == model]
         costs = [r["cost_usd"] for r in recs if r["cost_usd"] is not None]
         if costs or info.get("price_per_image") is not None:
             apis[info.get("label", model)] = float(np.mean(costs)) if costs else float(

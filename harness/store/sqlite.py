@@ -161,13 +161,6 @@ class Store:
     def read_image(self, sha: str) -> bytes:
         return self.image_path(sha).read_bytes()
 
-    def open_image(self, sha: str):
-        """The stored image as an RGB PIL image."""
-        from PIL import Image
-
-        with Image.open(self.image_path(sha)) as im:
-            return im.convert("RGB")
-
     # -- runs and plans --------------------------------------------------------------------
 
     def run_dir(self, run_id: str) -> Path:
