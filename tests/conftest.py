@@ -22,3 +22,35 @@ def workdir(tmp_path, monkeypatch, model_cache) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("HARNESS_STORE", raising=False)
     return tmp_path
+
+
+def _chromium_path() -> str | None:
+    import shutil
+
+    return os.environ.get("HARNESS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """A real headless Chromium (Debian's) driven by Playwright, one per test session.
+
+    Without one the browser tests skip, unless HARNESS_REQUIRE_BROWSER=1 (CI), where they fail."""
+    path = _chromium_path()
+    required = os.environ.get("HARNESS_REQUIRE_BROWSER") == "1"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        if required:
+            pytest.fail("playwright is not installed: pip install -e '.[app]'")
+        pytest.skip("playwright is not installed (pip install -e '.[app]')")
+    if path is None:
+        if required:
+            pytest.fail("no Chromium found: apt-get install chromium (or set HARNESS_CHROMIUM)")
+        pytest.skip("no Chromium found (apt-get install chromium)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=path, headless=True,
+                                    args=["--no-sandbox", "--disable-dev-shm-usage"])
+        try:
+            yield browser
+        finally:
+            browser.close()
