@@ -44,6 +44,9 @@ NEVER_RETRY = frozenset({400, 401, 402, 403, 404, 422})
 """Statuses that mean the request itself is wrong (or unpaid, or unauthorised): retrying
 cannot help."""
 
+NOT_SENT = frozenset({"ConnectError", "ConnectTimeout", "PoolTimeout"})
+"""httpx errors raised before a request was sent: the server never saw it."""
+
 _KEY_LIKE = re.compile(r"\b(sk|key|r8|fal)[-_][A-Za-z0-9_\-*]{6,}")
 """Strings shaped like API keys (OpenAI ``sk-...``, Replicate ``r8_...``): scrubbed from provider
 messages even when they are not our key (OpenAI echoes a masked key on 401)."""
@@ -69,6 +72,8 @@ class ProviderError(Exception):
         self.attempts = attempts
         self.request_id = request_id
         where = f"HTTP {status}" if status is not None else "no answer"
+        self.never_reached = status is None and code in NOT_SENT
+        """True when the request provably never reached the server (nothing was submitted)."""
         super().__init__(f"{provider}: {where}{f' [{code}]' if code else ''}: {message} "
                          f"(after {attempts} attempt{'s' if attempts != 1 else ''})")
 
@@ -87,6 +92,8 @@ class Response:
     waited_s: float
     """Seconds spent waiting between attempts (backoff and Retry-After)."""
     content: bytes = field(default=b"", repr=False)
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+    """The answer's headers, lower-cased (the server's, never the ones we sent)."""
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
@@ -175,7 +182,13 @@ class HTTPClient:
         self.request_id_header = request_id_header.lower()
         self.error_parser = error_parser or _default_error
         self._client: Any = None
+        self._plain: Any = None
         self._sem: asyncio.Semaphore | None = None
+        self.in_flight = 0
+        """Requests sent and not yet answered, now."""
+        self._flight_area = 0.0
+        self._flight_t0: float | None = None
+        self._flight_last = 0.0
 
     def __repr__(self) -> str:  # headers hold the key: never show them
         return (f"HTTPClient(provider={self.provider!r}, base_url={self.base_url!r}, "
@@ -189,13 +202,18 @@ class HTTPClient:
         timeout = httpx.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s))
         limits = httpx.Limits(max_connections=self.concurrency)
         self._sem = asyncio.Semaphore(self.concurrency)
+        # A second pool without the provider's headers for downloads from other hosts (signed
+        # CDN URLs of results): the key is only ever sent to the provider's API. Both share one
+        # TLS context per process (building one costs ~50 ms of CPU, per batch otherwise).
+        ssl = _ssl_context()
         async with httpx.AsyncClient(base_url=self.base_url, headers=self._headers,
-                                     timeout=timeout, limits=limits) as client:
-            self._client = client
+                                     timeout=timeout, limits=limits, verify=ssl) as client, \
+                httpx.AsyncClient(timeout=timeout, limits=limits, verify=ssl) as plain:
+            self._client, self._plain = client, plain
             try:
                 yield self
             finally:
-                self._client = None
+                self._client = self._plain = None
                 self._sem = None
 
     def backoff(self, attempt: int) -> float:
@@ -205,7 +223,8 @@ class HTTPClient:
 
     async def post(self, path: str, *, idempotent: bool, retry_5xx: bool | None = None,
                    json: Any = None, data: Mapping[str, Any] | None = None,
-                   files: Mapping[str, Any] | None = None) -> Response:
+                   files: Mapping[str, Any] | None = None,
+                   headers: Mapping[str, str] | None = None) -> Response:
         """POST with the retry policy of the module docstring.
 
         Args:
@@ -213,23 +232,38 @@ class HTTPClient:
                 False for paid submits: then a read timeout is final.
             retry_5xx: Retry 5xx answers; defaults to ``idempotent``. Set it for a
                 non-idempotent call only where the provider documents that a 5xx did no work.
+            headers: Extra headers for this request (``accept``, ``Prefer``).
 
         Raises:
             ProviderError: a non-2xx answer not retried, the retry budget spent, or no answer.
         """
         return await self.request("POST", path, idempotent=idempotent, retry_5xx=retry_5xx,
-                                  json=json, data=data, files=files)
+                                  json=json, data=data, files=files, headers=headers)
 
     async def get(self, path: str, **kw: Any) -> Response:
-        """GET (idempotent by definition)."""
+        """GET (idempotent by definition). ``path`` may be an absolute URL on the provider's
+        API (a polling URL it returned)."""
         return await self.request("GET", path, idempotent=True, **kw)
 
+    async def download(self, url: str) -> Response:
+        """GET an absolute URL without the provider's auth headers (a result on a CDN), with
+        the retry policy of an idempotent call."""
+        return await self.request("GET", url, idempotent=True, auth=False)
+
     async def request(self, method: str, path: str, *, idempotent: bool,
-                      retry_5xx: bool | None = None, **kw: Any) -> Response:
+                      retry_5xx: bool | None = None, auth: bool = True, **kw: Any) -> Response:
+        """Send one request with the retry policy of the module docstring.
+
+        Args:
+            path: Relative to ``base_url``, or an absolute URL.
+            auth: Send the provider's headers (False: a plain request, for downloads).
+            kw: Passed to httpx (``json``, ``data``, ``files``, ``headers``, ``params``).
+        """
         import httpx
 
         if self._client is None or self._sem is None:
             raise RuntimeError("HTTPClient.request outside 'async with client.session()'")
+        http = self._client if auth else self._plain
         retry_5xx = idempotent if retry_5xx is None else retry_5xx
         attempt, waited = 0, 0.0
         while True:
@@ -238,7 +272,7 @@ class HTTPClient:
             async with self._sem:
                 await self.limiter.wait()
                 try:
-                    resp = await self._client.request(method, path, **kw)
+                    resp = await self._send(http, method, path, kw)
                 except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
                     # Never reached the server: always safe to send again.
                     err = ProviderError(self.provider, None, type(e).__name__,
@@ -258,11 +292,13 @@ class HTTPClient:
                 else:
                     rid = resp.headers.get(self.request_id_header)
                     if resp.is_success:
-                        try:
-                            body = resp.json()
-                        except ValueError:
-                            body = None
-                        return Response(resp.status_code, body, rid, attempt, waited, resp.content)
+                        body = None
+                        ctype = resp.headers.get("content-type", "")
+                        if "json" in ctype or not ctype:  # never JSON-parse image bytes
+                            with contextlib.suppress(ValueError):
+                                body = resp.json()
+                        return Response(resp.status_code, body, rid, attempt, waited, resp.content,
+                                        {k.lower(): v for k, v in resp.headers.items()})
                     err = self._error(resp, attempt, rid)
                     s = resp.status_code
                     retry = (s in (408, 429)) or (s >= 500 and retry_5xx)
@@ -274,11 +310,38 @@ class HTTPClient:
             if delay > self.max_wait_s:
                 err.message += f" (asked to wait {delay:.0f}s, more than max_wait_s)"
                 raise err
-            log.info("%s %s %s: %s; retry %d/%d in %.2fs", self.provider, method, path,
+            log.info("%s %s %s: %s; retry %d/%d in %.2fs", self.provider, method,
+                     path.split("?", 1)[0],
                      f"HTTP {err.status}" if err.status else err.code, attempt,
                      self.max_retries, delay)
             await asyncio.sleep(delay)
             waited += delay
+
+    async def _send(self, http: Any, method: str, path: str, kw: dict[str, Any]) -> Any:
+        self._flight(+1)
+        try:
+            return await http.request(method, path, **kw)
+        finally:
+            self._flight(-1)
+
+    def _flight(self, delta: int) -> None:
+        now = time.perf_counter()
+        if self._flight_t0 is None:
+            self._flight_t0 = now
+        else:
+            self._flight_area += self.in_flight * (now - self._flight_last)
+        self._flight_last = now
+        self.in_flight += delta
+
+    def in_flight_mean(self) -> float:
+        """Time-weighted mean of requests in flight, from the first request sent to the last
+        answer (since this client was made or :meth:`reset_stats`)."""
+        if self._flight_t0 is None or self._flight_last <= self._flight_t0:
+            return 0.0
+        return self._flight_area / (self._flight_last - self._flight_t0)
+
+    def reset_stats(self) -> None:
+        self._flight_area, self._flight_t0, self._flight_last = 0.0, None, 0.0
 
     def _error(self, resp: Any, attempt: int, rid: str | None) -> ProviderError:
         try:
@@ -288,6 +351,20 @@ class HTTPClient:
         code, message = self.error_parser(resp.status_code, body, resp.text[:500])
         return ProviderError(self.provider, resp.status_code, code,
                              scrub(message, self._secrets), attempt, rid)
+
+
+_SSL: list[Any] = []
+
+
+def _ssl_context() -> Any:
+    """The default TLS context (certifi's CA bundle, as httpx builds it), made once."""
+    if not _SSL:
+        import ssl
+
+        import certifi
+
+        _SSL.append(ssl.create_default_context(cafile=certifi.where()))
+    return _SSL[0]
 
 
 def _default_error(status: int, body: Any, text: str) -> tuple[str | None, str]:
@@ -323,3 +400,315 @@ def run_sync(coro: Awaitable[T]) -> T:
     if "e" in box:
         raise box["e"]
     return box["v"]
+
+
+# -- the skeleton every closed-API adapter shares ----------------------------------------------
+
+def to_png(data: bytes) -> bytes:
+    """Image bytes in any format PIL reads, as PNG (PNG bytes are returned as they are)."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return data
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        if im.mode not in ("RGB", "RGBA", "L", "LA", "P"):
+            im = im.convert("RGB")
+        buf = io.BytesIO()
+        im.save(buf, format="PNG")
+        return buf.getvalue()
+
+
+def aspect_ratio(width: int, height: int) -> str:
+    """``width:height`` in lowest terms (1024x576 -> ``16:9``)."""
+    import math
+
+    g = math.gcd(int(width), int(height)) or 1
+    return f"{int(width) // g}:{int(height) // g}"
+
+
+def same_host(url: str, base_url: str, also: tuple[str, ...] = ()) -> bool:
+    """True when ``url`` is on the host of ``base_url`` (or a host ending with one of
+    ``also``): only then may the provider's key be sent to it."""
+    from urllib.parse import urlsplit
+
+    host, base = urlsplit(url).hostname or "", urlsplit(base_url).hostname or ""
+    return host == base or any(host == a.lstrip(".") or host.endswith(a) for a in also)
+
+
+class APIGenerator:
+    """Mixin for closed-API generators: the key from the environment, one :class:`HTTPClient`,
+    a batch sent concurrently, errors turned into results, prices from the dated table.
+
+    Subclasses (with :class:`harness.generators.base.Generator`) set ``provider``,
+    ``auth_header`` and ``key_help``, an ``Options`` dataclass with at least the fields of
+    :class:`APIOptions`, and implement ``async _one(http, request) -> GenResult``.
+    """
+
+    provider: str = ""
+    """Name in errors, logs and the price table."""
+    auth_header: tuple[str, str] = ("Authorization", "Bearer {key}")
+    """Header that carries the key, and its value's format."""
+    key_help: str = "your API key"
+    request_id_header: str = "x-request-id"
+    also_hosts: tuple[str, ...] = ()
+    """Hosts besides base_url's that the key may be sent to (polling URLs on regional hosts)."""
+
+    _http: HTTPClient | None = None
+    _journal: Any = None
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()  # type: ignore[misc]
+        d["api"] = {"provider": self.provider, "base_url": self.options.base_url,  # type: ignore[attr-defined]
+                    "api_key_env": self.options.api_key_env}  # type: ignore[attr-defined]
+        return d
+
+    def prepare(self, store: Any, units: Any = ()) -> None:
+        """Called by the executor before a model's batches: opens the store's submit journal."""
+        from harness.store.journal import SubmitJournal
+
+        self._journal = SubmitJournal(store) if store is not None else None
+
+    def error_parser(self, status: int, body: Any, text: str) -> tuple[str | None, str]:
+        return _default_error(status, body, text)
+
+    def load(self) -> None:
+        if self._http is not None:
+            return
+        import importlib.util
+        import os
+
+        from harness.config import ConfigError
+
+        name = self.name  # type: ignore[attr-defined]
+        if importlib.util.find_spec("httpx") is None:
+            raise ConfigError(f"models.{name} ({self.provider}) needs the Python package httpx. "
+                              "Install it with: pip install 'harness[api]'")
+        o = self.options  # type: ignore[attr-defined]
+        env = o.api_key_env
+        key = os.environ.get(env, "").strip()
+        if not key:
+            raise ConfigError(
+                f"models.{name}: the environment variable {env} is not set; it must hold "
+                f"{self.key_help} (export {env}=...). models.{name}.options.api_key_env names "
+                f"a different variable.")
+        header, fmt = self.auth_header
+        self._http = HTTPClient(
+            provider=self.provider, base_url=o.base_url, headers={header: fmt.format(key=key)},
+            timeout_s=o.timeout_s, max_retries=o.max_retries, concurrency=o.concurrency,
+            rpm=o.rpm, backoff_s=o.backoff_s, request_id_header=self.request_id_header,
+            error_parser=self.error_parser)
+
+    def close(self) -> None:
+        self._http = None  # drops the key from memory too
+
+    def _generate(self, requests: list[Any]) -> list[Any]:
+        http = self._http
+        assert http is not None
+
+        async def batch() -> list[Any]:
+            async with http.session():
+                return list(await asyncio.gather(*(self._timed(http, r) for r in requests)))
+
+        return run_sync(batch())
+
+    async def _timed(self, http: HTTPClient, r: Any) -> Any:
+        from harness.types import GenResult
+
+        t0 = time.perf_counter()
+        journal = self._journal
+        key = r.key() if journal is not None else ""
+        if journal is not None:
+            entry = journal.get(key)
+            if entry is not None and entry.state == "done":
+                return self._from_journal(entry)
+        try:
+            res = await self._one(http, r)
+        except ProviderError as e:
+            res = GenResult(status="error", error=str(e), provider_request_id=e.request_id,
+                            info={"attempts": e.attempts, "http_status": e.status, "code": e.code})
+        except (ValueError, KeyError, TypeError, OSError) as e:  # an answer we cannot read
+            res = GenResult(status="error", error=f"{self.provider}: unexpected answer "
+                            f"({type(e).__name__}: {scrub(str(e))})")
+        if res.latency_s is None:
+            res.latency_s = time.perf_counter() - t0
+        if journal is not None and not isinstance(self, JobGenerator) and res.status != "error":
+            journal.done(key, self.provider, r.model, _outcome(res), res.image,
+                         res.provider_request_id)
+        return res
+
+    def _from_journal(self, entry: Any) -> Any:
+        """The result of a paid call a run killed before storing its record already got."""
+        from harness.types import GenResult
+
+        out = dict(entry.outcome or {})
+        image = None
+        if entry.image_sha256:
+            image = self._journal.store.read_image(entry.image_sha256)
+        return GenResult(status=out.get("status", "error"), image=image,
+                         refusal_reason=out.get("refusal_reason"), cost_usd=out.get("cost_usd"),
+                         latency_s=out.get("latency_s"),
+                         provider_request_id=out.get("provider_request_id") or entry.job_id,
+                         info=dict(out.get("info") or {}) | {"from_journal": True})
+
+    async def _one(self, http: HTTPClient, r: Any) -> Any:
+        raise NotImplementedError
+
+    def _cost(self, model_id: str, size: str, quality: str | None,
+              info: dict[str, Any]) -> float | None:
+        """Price of one image: the config's ``price_per_image``, else the dated table."""
+        from harness.generators.prices import price_per_image
+
+        if self.price_per_image is not None:  # type: ignore[attr-defined]
+            info["price_source"] = f"models.{self.name}.price_per_image"  # type: ignore[attr-defined]
+            return float(self.price_per_image)  # type: ignore[attr-defined]
+        found = price_per_image(self.provider, model_id, size, quality)
+        info["price_source"] = found[1] if found else None
+        return found[0] if found else None
+
+
+@dataclass
+class APIOptions:
+    """Options every closed-API adapter takes (subclass it to add more or change defaults)."""
+
+    base_url: str = ""
+    """API root (a proxy or the test fake)."""
+    api_key_env: str = ""
+    """Environment variable holding the key (the key itself never goes into config)."""
+    timeout_s: float = 120.0
+    """Seconds to wait for one answer."""
+    max_retries: int = 4
+    """Retries after the first attempt (rate limits, 5xx of reads, connection failures)."""
+    concurrency: int = 4
+    """Requests in flight at once."""
+    rpm: float | None = None
+    """Requests started per minute at most; None: no limit."""
+    backoff_s: float = 1.0
+    """First retry delay (doubles per retry, jittered) when no Retry-After is given."""
+
+
+@dataclass
+class JobOptions(APIOptions):
+    """Options of submit-and-poll adapters."""
+
+    poll_interval_s: float = 1.0
+    """Seconds between status polls of one job."""
+    deadline_s: float = 600.0
+    """Seconds from submit after which a job still running becomes an error result; it stays
+    in the submit journal, so the next run polls it again instead of paying anew."""
+    resubmit_unconfirmed: bool = False
+    """Submit again when a previous run was killed after sending a submit but before its answer
+    was recorded (that job may exist and be billed)."""
+
+
+@dataclass
+class Job:
+    """A provider job being waited for."""
+
+    id: str
+    poll_url: str
+    result_url: str | None = None
+    resumed: bool = False
+    """Found in the submit journal (a previous run submitted it)."""
+
+
+@dataclass
+class JobState:
+    """One poll's reading of a job."""
+
+    status: str
+    """The provider's status word (``Pending``, ``processing``, ``COMPLETED`` ...)."""
+    done: bool
+    """Terminal: finished, failed or refused."""
+    body: Any = None
+
+
+class JobGenerator(APIGenerator):
+    """Submit, record the job in the store's submit journal, poll until done, fetch at once.
+
+    Subclasses implement ``_submit`` (the paid call), ``_poll`` and ``_finish`` (turn a
+    terminal state into a result, downloading the image).
+    """
+
+    async def _submit(self, http: HTTPClient, r: Any) -> tuple[Job, dict[str, Any]]:
+        raise NotImplementedError
+
+    async def _poll(self, http: HTTPClient, job: Job) -> JobState:
+        raise NotImplementedError
+
+    async def _finish(self, http: HTTPClient, r: Any, job: Job, state: JobState,
+                      info: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    async def _get_own(self, http: HTTPClient, url: str) -> Response:
+        """GET a URL the provider returned (a polling URL), with the key only on its hosts."""
+        if not same_host(url, http.base_url, self.also_hosts):
+            raise ProviderError(self.provider, None, "untrusted_url", "the provider returned a "
+                                f"status URL on another host ({url.split('?')[0]}); the key is "
+                                "only sent to its API host")
+        return await http.get(url)
+
+    async def _one(self, http: HTTPClient, r: Any) -> Any:
+        from harness.types import GenResult
+
+        o = self.options  # type: ignore[attr-defined]
+        key, journal = r.key(), self._journal
+        entry = journal.get(key) if journal is not None else None
+        info: dict[str, Any] = {}
+        if entry is not None and entry.state == "sending" and not o.resubmit_unconfirmed:
+            return GenResult(status="error", info={"journal": "sending"}, error=(
+                f"{self.provider}: a submit for this image was sent at {entry.created_at} but "
+                "the run stopped before its answer was recorded; the job may exist and be "
+                "billed, so it is not sent again. Check the provider's dashboard, or set "
+                f"models.{self.name}.options.resubmit_unconfirmed=true to submit anew."))  # type: ignore[attr-defined]
+        t0 = time.perf_counter()
+        if entry is not None and entry.state == "submitted" and entry.job_id:
+            job = Job(entry.job_id, entry.poll_url or "", entry.result_url, resumed=True)
+            info["resumed"] = True
+        else:
+            if journal is not None:
+                journal.sending(key, self.provider, r.model)
+            try:
+                job, sub_info = await self._submit(http, r)
+            except ProviderError as e:
+                # An answer (any status) means the provider refused to make the job; a request
+                # never sent made none. Only a submit lost in flight stays 'sending'.
+                if journal is not None and (e.never_reached or e.status is not None):
+                    journal.forget(key)
+                raise
+            info |= sub_info
+            if journal is not None:
+                journal.submitted(key, job.id, job.poll_url, job.result_url)
+        deadline = time.monotonic() + o.deadline_s
+        polls = 0
+        while True:
+            state = await self._poll(http, job)
+            polls += 1
+            if state.done:
+                break
+            if time.monotonic() >= deadline:
+                return GenResult(
+                    status="error", provider_request_id=job.id, info=info | {"polls": polls},
+                    error=f"{self.provider}: job {job.id} still {state.status} after "
+                          f"{o.deadline_s:g}s (options.deadline_s); it stays in the submit "
+                          "journal, so the next run polls it again instead of submitting")
+            await asyncio.sleep(o.poll_interval_s)
+        info["polls"] = polls
+        res = await self._finish(http, r, job, state, info)
+        res.provider_request_id = res.provider_request_id or job.id
+        res.latency_s = time.perf_counter() - t0
+        if journal is not None:
+            if res.status == "error":
+                journal.forget(key)  # the job failed: a later run may try again
+            else:
+                journal.finished(key, _outcome(res), res.image)
+        return res
+
+
+def _outcome(res: Any) -> dict[str, Any]:
+    """What the journal keeps of a result (everything but the image bytes)."""
+    return {"status": res.status, "refusal_reason": res.refusal_reason, "cost_usd": res.cost_usd,
+            "latency_s": res.latency_s, "provider_request_id": res.provider_request_id,
+            "info": res.info}

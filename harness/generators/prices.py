@@ -24,14 +24,17 @@ def price_per_image(provider: str, model: str, size: str, quality: str | None,
     """USD per image and where it comes from (``{"as_of", "source"}``), or None when the table
     has no price for this model, size and quality.
 
-    The entry used is the latest whose ``as_of`` is not after ``on`` (default: today)."""
+    The entry used is the latest whose ``as_of`` is not after ``on`` (default: today). A
+    ``"*"`` quality or size in the table matches any (providers that price per image)."""
     entries = load_prices().get(provider, {}).get(model) or []
     day = (on or dt.date.today()).isoformat()
     current = [e for e in entries if str(e.get("as_of", "")) <= day]
     if not current:
         return None
     entry = max(current, key=lambda e: str(e["as_of"]))
-    value = (entry.get("prices") or {}).get(quality or "", {}).get(size)
+    table = entry.get("prices") or {}
+    by_quality = table.get(quality or "") or table.get("*") or {}
+    value = by_quality.get(size, by_quality.get("*"))
     if value is None:
         return None
     return float(value), {"as_of": str(entry["as_of"]), "source": str(entry.get("source", ""))}

@@ -100,6 +100,9 @@ class LocalExecutor:
                 gen = generators[name]
                 st = stats.models[name]
                 t0 = time.perf_counter()
+                prepare = getattr(gen, "prepare", None)
+                if prepare is not None:  # API adapters journal paid submits in the store
+                    prepare(store, by_model[name])
                 try:
                     for batch in todo:
                         results = gen.generate([u.request for u in batch])

@@ -377,23 +377,41 @@ class Store:
 
     # -- raters and votes -------------------------------------------------------------------
 
-    def add_rater(self, name: str, *, admin: bool = False) -> str:
-        """Invite a rater; returns their token (shown once: only its hash is stored)."""
+    def add_rater(self, name: str, *, admin: bool = False, email: str | None = None) -> str:
+        """Invite a rater; returns their token (shown once: only its hash is stored).
+
+        ``email`` lets the rater sign in through single sign-on (OIDC) instead of the token."""
         import secrets
         import uuid
 
+        name = name.strip()
+        if not name:
+            raise StoreError("a rater needs a non-empty name")
         token = secrets.token_urlsafe(24)
         try:
             with self._tx() as db:
-                db.execute("INSERT INTO raters VALUES (?, ?, ?, ?, 0, ?)",
-                           (uuid.uuid4().hex, name, sha256_hex(token), utcnow(), int(admin)))
+                db.execute(
+                    "INSERT INTO raters (rater_id, name, token_sha256, created_at, excluded, is_admin, "
+                    "email) VALUES (?, ?, ?, ?, 0, ?, ?)",
+                    (uuid.uuid4().hex, name, sha256_hex(token), utcnow(), int(admin),
+                     email.strip().lower() if email else None))
         except sqlite3.IntegrityError:
-            raise StoreError(f"a rater named {name!r} already exists; pick another name") from None
+            taken = "name" if self.rater_by_name(name) else "e-mail address"
+            raise StoreError(f"a rater with this {taken} already exists ({name!r}"
+                             f"{', ' + repr(email) if email else ''}); pick another") from None
         return token
 
     def rater_for_token(self, token: str) -> dict[str, Any] | None:
         row = self.db.execute("SELECT * FROM raters WHERE token_sha256=?",
                               (sha256_hex(token),)).fetchone()
+        return dict(row) if row else None
+
+    def rater_by_name(self, name: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT * FROM raters WHERE name=?", (name,)).fetchone()
+        return dict(row) if row else None
+
+    def rater_by_email(self, email: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT * FROM raters WHERE email=?", (email.strip().lower(),)).fetchone()
         return dict(row) if row else None
 
     def raters(self) -> list[dict[str, Any]]:
@@ -403,22 +421,38 @@ class Store:
         with self._tx() as db:
             db.execute("UPDATE raters SET excluded=? WHERE rater_id=?", (int(excluded), rater_id))
 
+    def exclude_rater(self, name: str, excluded: bool = True) -> dict[str, Any]:
+        """Mark a rater (by name) as left out of leaderboards, or take them back in."""
+        rater = self.rater_by_name(name)
+        if rater is None:
+            from harness.config import did_you_mean
+
+            known = [r["name"] for r in self.raters()]
+            hint = did_you_mean(name, known) if known else " No raters yet: 'harness raters add NAME'."
+            raise StoreError(f"no rater named {name!r}.{hint}")
+        self.set_rater_excluded(rater["rater_id"], excluded)
+        return {**rater, "excluded": int(excluded)}
+
     def put_vote(self, vote: dict[str, Any]) -> bool:
         """Store one vote, committed at once. Returns False when ``vote_id`` was already stored
-        (a retried submit), so a vote is never counted twice."""
+        (a retried submit), so a vote is never counted twice. The assignment with the same id,
+        if any, is closed in the same transaction."""
         cols = ("vote_id", "run_id", "rater_id", "prompt_id", "left_key", "right_key",
                 "left_model", "right_model", "choice", "reason", "seconds", "is_repeat",
-                "is_gold", "app_version")
+                "is_gold", "app_version", "repeat_of")
         missing = [c for c in cols[:9] if vote.get(c) in (None, "")]
         if missing:
             raise StoreError(f"vote is missing {', '.join(missing)}")
+        now = utcnow()
         with self._tx() as db:
             cur = db.execute(
                 f"INSERT OR IGNORE INTO votes ({', '.join(cols)}, created_at) "
                 f"VALUES ({', '.join('?' * len(cols))}, ?)",
                 (*(vote.get(c) for c in cols[:11]), int(bool(vote.get("is_repeat"))),
-                 int(bool(vote.get("is_gold"))), vote.get("app_version"), utcnow()),
+                 int(bool(vote.get("is_gold"))), vote.get("app_version"), vote.get("repeat_of"), now),
             )
+            db.execute("UPDATE rating_assignments SET done_at=? WHERE assignment_id=? AND done_at IS NULL",
+                       (now, vote["vote_id"]))
             return cur.rowcount == 1
 
     def votes(self, run_id: str, *, include_excluded: bool = False) -> list[dict[str, Any]]:
@@ -428,6 +462,58 @@ class Store:
         if not include_excluded:
             q += " AND r.excluded=0"
         return [dict(r) for r in self.db.execute(q + " ORDER BY v.created_at, v.vote_id", (run_id,))]
+
+    def rater_votes(self, run_id: str, rater_id: str) -> list[dict[str, Any]]:
+        """One rater's votes on a run, oldest first (excluded or not)."""
+        rows = self.db.execute(
+            "SELECT v.*, r.name AS rater FROM votes v JOIN raters r ON r.rater_id=v.rater_id "
+            "WHERE v.run_id=? AND v.rater_id=? ORDER BY v.created_at, v.vote_id", (run_id, rater_id))
+        return [dict(r) for r in rows]
+
+    def open_assignment(self, run_id: str, rater_id: str) -> dict[str, Any] | None:
+        """The pair a rater is being shown now (None when they have none open)."""
+        row = self.db.execute("SELECT * FROM rating_assignments WHERE run_id=? AND rater_id=? AND "
+                              "done_at IS NULL", (run_id, rater_id)).fetchone()
+        return dict(row) if row else None
+
+    def assignment(self, assignment_id: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT * FROM rating_assignments WHERE assignment_id=?",
+                              (assignment_id,)).fetchone()
+        return dict(row) if row else None
+
+    def open_or_create_assignment(self, assignment: dict[str, Any]) -> dict[str, Any]:
+        """Store ``assignment`` as the rater's open pair unless one is open already (another tab
+        got there first); returns whichever is open, so both tabs show the same pair."""
+        cols = ("assignment_id", "run_id", "rater_id", "prompt_id", "left_key", "right_key",
+                "left_model", "right_model", "kind", "repeat_of")
+        with self._tx() as db:
+            db.execute(
+                f"INSERT OR IGNORE INTO rating_assignments ({', '.join(cols)}, shown_at) "
+                f"VALUES ({', '.join('?' * len(cols))}, ?)",
+                (*(assignment.get(c) for c in cols[:8]), assignment.get("kind") or "pair",
+                 assignment.get("repeat_of"), utcnow()))
+        opened = self.open_assignment(assignment["run_id"], assignment["rater_id"])
+        if opened is None:  # pragma: no cover - only if a submit closed it in between
+            raise StoreError("the new pair was answered before it could be shown; reload the page")
+        return opened
+
+    def add_gold_pair(self, run_id: str, better_key: str, worse_key: str, note: str | None = None) -> None:
+        """A pair with a known answer for quality control: ``better_key`` should win."""
+        if better_key == worse_key:
+            raise StoreError("a gold pair needs two different images")
+        known = {r["key"]: r for r in self.records(run_id, status="ok")}
+        for k in (better_key, worse_key):
+            if k not in known:
+                raise StoreError(f"record {k[:12]}... is not an image of run {run_id!r}")
+        if known[better_key]["prompt_id"] != known[worse_key]["prompt_id"]:
+            raise StoreError("the two images of a gold pair must answer the same prompt")
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO gold_pairs VALUES (?, ?, ?, ?, ?)",
+                       (run_id, better_key, worse_key, note, utcnow()))
+
+    def gold_pairs(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT * FROM gold_pairs WHERE run_id=? ORDER BY created_at", (run_id,))
+        return [dict(r) for r in rows]
 
     def iter_keys_and_hashes(self) -> Iterator[tuple[str, str | None, str]]:
         """(key, image hash, status) of every record: what 'two stores are equal' compares."""

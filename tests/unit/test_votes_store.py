@@ -77,3 +77,37 @@ def test_retried_submit_is_stored_once_and_bad_votes_refused(tmp_path):
         s.put_vote({**_vote(rid, keys), "choice": None})
     s.set_rater_excluded(rid, True)
     assert s.votes("r") == [] and len(s.votes("r", include_excluded=True)) == 1
+
+
+def _assignment(rater_id, keys, aid):
+    return {"assignment_id": aid, "run_id": "r", "rater_id": rater_id, "prompt_id": "p",
+            "left_key": keys[1], "right_key": keys[0], "left_model": "b", "right_model": "a"}
+
+
+def test_one_open_assignment_per_rater_closed_by_its_vote(tmp_path):
+    s = Store(tmp_path)
+    keys = _stored_pair(s)
+    rid = s.rater_for_token(s.add_rater("cy"))["rater_id"]
+    first = s.open_or_create_assignment(_assignment(rid, keys, "a1"))
+    # a second tab racing to open another pair gets the same one
+    assert s.open_or_create_assignment(_assignment(rid, keys, "a2"))["assignment_id"] == "a1"
+    assert first["shown_at"] and first["done_at"] is None and first["kind"] == "pair"
+    v = {**_vote(rid, keys, vote_id="a1"), "is_repeat": 1, "repeat_of": "v0"}
+    assert s.put_vote(v)
+    assert s.open_assignment("r", rid) is None and s.assignment("a1")["done_at"]
+    (stored,) = s.rater_votes("r", rid)
+    assert stored["repeat_of"] == "v0" and stored["is_repeat"] == 1
+    assert s.open_or_create_assignment(_assignment(rid, keys, "a2"))["assignment_id"] == "a2"
+
+
+def test_raters_by_email_and_exclusion_by_name(tmp_path):
+    s = Store(tmp_path)
+    s.add_rater("dee", email="Dee@Example.org")
+    assert s.rater_by_email("dee@example.org ")["name"] == "dee"
+    with pytest.raises(StoreError, match="e-mail"):
+        s.add_rater("dee2", email="dee@example.org")
+    with pytest.raises(StoreError, match="non-empty"):
+        s.add_rater("  ")
+    assert s.exclude_rater("dee")["excluded"] == 1 and s.rater_by_name("dee")["excluded"] == 1
+    with pytest.raises(StoreError, match="Did you mean 'dee'"):
+        s.exclude_rater("de")

@@ -1,0 +1,241 @@
+"""``harness rate`` (start the rating app on a run) and ``harness raters`` (invite and manage raters).
+
+Both take the usual ``key=value`` overrides for the store (``store.root=PATH``) and, for
+``rate``, the run: ``run.name=RUN``, or ``suite=... models=[...] samples=N`` as given to
+``harness run`` (the run id is derived the same way).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from harness.cli import UserError
+
+APP = Path(__file__).resolve().parent / "rate_app.py"
+
+RATE_EPILOG = """\
+examples:
+  harness raters add ana                       # prints ana's invitation token
+  harness rate run.name=toy-shapes-1a2b3c4d5e  # http://127.0.0.1:8501
+  harness rate suite=toy-shapes 'models=[toy_unet,toy_dit]' --port 8600 --mode adaptive
+
+The admin page (per-rater quality figures, exclusions) opens with the admin token, printed at
+start unless given with --admin-token, or with the token of a rater added with --admin.
+Single sign-on: put an [auth] section in .streamlit/secrets.toml (Streamlit's st.login) and
+invite raters with 'harness raters add NAME --email ADDRESS'.
+"""
+
+
+def _split(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(options, key=value overrides)."""
+    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+    return [a for a in argv if a not in overrides], overrides
+
+
+def _store(overrides: list[str], *, create: bool = False):
+    from harness.cli import compose
+    from harness.store import Store, StoreError
+
+    cfg = compose(overrides)
+    try:
+        return Store(cfg.store.root, create=create), cfg
+    except StoreError as e:
+        raise UserError(str(e)) from None
+
+
+def resolve_run(store, cfg) -> str:
+    """The run to rate: run.name, else the run 'harness run' makes for this suite and models."""
+    from harness.store import StoreError
+
+    try:
+        if cfg.run.name:
+            return store.run(cfg.run.name)["run_id"]
+        from omegaconf import OmegaConf
+
+        from harness.cli import build_generators
+        from harness.config import ConfigError, validate
+        from harness.runner.pipeline import make_plan
+        from harness.suites import SuiteError, load_suite
+
+        try:
+            cfg = validate(cfg)
+            plan = make_plan(load_suite(cfg.suite), build_generators(cfg), samples=cfg.samples,
+                             seed=cfg.seed, config=OmegaConf.to_container(cfg, resolve=True))
+        except (ConfigError, SuiteError) as e:
+            raise UserError(str(e)) from None
+        known = [r["run_id"] for r in store.runs(plan.suite.name)]
+        if plan.run_id not in known:
+            hint = (f" Runs of suite {plan.suite.name!r} in the store: {', '.join(known)}; pick one with "
+                    f"run.name=RUN." if known else f" The store has no run of suite {plan.suite.name!r}; "
+                    f"make one with 'harness run suite={plan.suite.name}'.")
+            raise UserError(f"no run {plan.run_id!r} (suite {plan.suite.name!r} with these models and "
+                            f"samples) in the store {store.root}.{hint}")
+        return plan.run_id
+    except StoreError as e:
+        raise UserError(str(e)) from None
+
+
+def streamlit_command(port: int, address: str) -> list[str]:
+    return [sys.executable, "-m", "streamlit", "run", str(APP),
+            "--server.port", str(port), "--server.address", address, "--server.headless", "true",
+            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+            "--global.developmentMode", "false", "--client.toolbarMode", "minimal",
+            # Full error details could print a model name or file path into the page.
+            "--client.showErrorDetails", "none"]
+
+
+def app_env(store_root: Path, run_id: str, admin_token: str, *, mode: str = "balanced",
+            repeat_every: int = 8, gold_every: int = 10, seed: int | None = None) -> dict[str, str]:
+    """Environment variables the app reads (only the admin token's hash is passed on)."""
+    from harness.types import sha256_hex
+
+    env = {"HARNESS_RATE_STORE": str(store_root), "HARNESS_RATE_RUN": run_id,
+           "HARNESS_RATE_ADMIN_SHA256": sha256_hex(admin_token), "HARNESS_RATE_MODE": mode,
+           "HARNESS_RATE_REPEAT_EVERY": str(repeat_every), "HARNESS_RATE_GOLD_EVERY": str(gold_every)}
+    if seed is not None:
+        env["HARNESS_RATE_SEED"] = str(seed)
+    return env
+
+
+def main(argv: list[str]) -> int:
+    """``harness rate``: check the run can be rated, then serve the app until Ctrl-C."""
+    parser = argparse.ArgumentParser(
+        prog="harness rate", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=RATE_EPILOG,
+        usage="harness rate [run.name=RUN | suite=S models=[A,B]] [store.root=PATH] [options]",
+        description="Serve the blind pairwise rating app (Streamlit) on a run from the store.")
+    parser.add_argument("--port", type=int, default=8501, help="port (default 8501)")
+    parser.add_argument("--address", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1; 0.0.0.0 to serve a network)")
+    parser.add_argument("--admin-token", help="token that opens the admin page (default: a fresh one, "
+                        "printed)")
+    parser.add_argument("--mode", choices=("balanced", "adaptive"), default="balanced",
+                        help="balanced pairs, or adaptive: favour pairs whose order is least certain")
+    parser.add_argument("--repeat-every", type=int, default=8, metavar="N",
+                        help="a quality-control repeat (sides swapped) after every N votes; 0: none")
+    parser.add_argument("--gold-every", type=int, default=10, metavar="N",
+                        help="a gold pair (see 'harness raters gold') after every N votes; 0: none")
+    parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)  # fixed picks, for tests
+    opts, overrides = _split(argv)
+    args = parser.parse_args(opts)
+    if not 0 <= args.port < 65536:
+        raise UserError(f"--port {args.port} is not a port number (0-65535)")
+    if args.repeat_every < 0 or args.gold_every < 0:
+        raise UserError("--repeat-every and --gold-every must be >= 0")
+    try:
+        import streamlit  # noqa: F401
+    except ModuleNotFoundError:
+        raise UserError("the rating app needs Streamlit: pip install 'harness[app]'") from None
+    store, cfg = _store(overrides)
+    run_id = resolve_run(store, cfg)
+    from harness.app import pairs
+
+    records = store.records(run_id)
+    items = pairs.usable_items(records)
+    models = sorted({it.model for it in items})
+    candidates = pairs.candidate_pairs(items)
+    if not candidates:
+        raise UserError(f"run {run_id!r} has nothing to compare: it needs images of the same prompt "
+                        f"from at least two models (models with images: {', '.join(models) or 'none'}).")
+    token = args.admin_token or secrets.token_urlsafe(16)
+    env = {**os.environ, **app_env(store.root, run_id, token, mode=args.mode,
+                                   repeat_every=args.repeat_every, gold_every=args.gold_every,
+                                   seed=args.seed)}
+    refused = sum(c["refused"] for c in pairs.refusal_rates(records).values())
+    print(f"rating run {run_id}: {len(models)} models, {len(items)} images, {len(candidates)} pairs"
+          + (f" ({refused} refused or filtered outputs left out)" if refused else ""))
+    print(f"raters open http://{args.address}:{args.port} and sign in with their token "
+          f"('harness raters add NAME' makes one)")
+    if not args.admin_token:
+        print(f"admin token (admin page): {token}")
+    sys.stdout.flush()
+    proc = subprocess.Popen(streamlit_command(args.port, args.address), env=env)
+    if threading.current_thread() is threading.main_thread():
+        # A service manager stops us with SIGTERM: take the server down too, as Ctrl-C does.
+        signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        return 0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def raters_main(argv: list[str]) -> int:
+    """``harness raters add NAME | list | exclude NAME | include NAME | gold ...``."""
+    parser = argparse.ArgumentParser(
+        prog="harness raters", usage="harness raters {add,list,exclude,include,gold} ... [store.root=PATH]",
+        description="Invite raters for the rating app and manage them.")
+    sub = parser.add_subparsers(dest="action", required=True)
+    p = sub.add_parser("add", help="invite a rater; prints their token (only its hash is stored)")
+    p.add_argument("name")
+    p.add_argument("--admin", action="store_true", help="the token also opens the admin page")
+    p.add_argument("--email", help="let the rater sign in with this address through single sign-on")
+    sub.add_parser("list", help="raters, their votes and whether they are excluded")
+    p = sub.add_parser("exclude", help="leave a rater's votes out of the leaderboard")
+    p.add_argument("name")
+    p = sub.add_parser("include", help="take an excluded rater back in")
+    p.add_argument("name")
+    p = sub.add_parser("gold", help="add a gold pair (a known answer) to a run: needs run.name=RUN")
+    p.add_argument("prompt_id")
+    p.add_argument("better", help="model whose image should win")
+    p.add_argument("worse", help="model whose image should lose")
+    p.add_argument("--sample", type=int, default=0, help="sample index of both images (default 0)")
+    p.add_argument("--note", help="why this answer is known")
+    opts, overrides = _split(argv)
+    args = parser.parse_args(opts)
+    from harness.store import StoreError
+
+    store, cfg = _store(overrides, create=args.action == "add")
+    try:
+        if args.action == "add":
+            token = store.add_rater(args.name, admin=args.admin, email=args.email)
+            print(f"rater {args.name!r} added. Their token (shown only now, keep it private):")
+            print(token)
+        elif args.action == "list":
+            counts: dict[str, int] = {}
+            for (rater_id,) in store.db.execute("SELECT rater_id FROM votes"):
+                counts[rater_id] = counts.get(rater_id, 0) + 1
+            rows = store.raters()
+            if not rows:
+                print("no raters yet: 'harness raters add NAME'")
+            for r in rows:
+                flags = [f for f, on in (("excluded", r["excluded"]), ("admin", r["is_admin"])) if on]
+                print(f"{r['name']:<24} {counts.get(r['rater_id'], 0):>6} votes  added {r['created_at'][:10]}"
+                      + (f"  {r['email']}" if r.get("email") else "") + (f"  [{', '.join(flags)}]" if flags
+                                                                          else ""))
+        elif args.action in ("exclude", "include"):
+            store.exclude_rater(args.name, args.action == "exclude")
+            print(f"rater {args.name!r} is {'now left out of' if args.action == 'exclude' else 'back in'} "
+                  f"the leaderboard")
+        elif args.action == "gold":
+            if not cfg.run.name:
+                raise UserError("say which run the gold pair belongs to: run.name=RUN")
+            run_id = store.run(cfg.run.name)["run_id"]
+            keys = {}
+            for model in (args.better, args.worse):
+                match = [r for r in store.records(run_id, status="ok") if r["model"] == model
+                         and r["prompt_id"] == args.prompt_id and r["sample"] == args.sample]
+                if not match:
+                    raise UserError(f"run {run_id!r} has no image of model {model!r} for prompt "
+                                    f"{args.prompt_id!r}, sample {args.sample}")
+                keys[model] = match[0]["key"]
+            store.add_gold_pair(run_id, keys[args.better], keys[args.worse], args.note)
+            print(f"gold pair added: on {args.prompt_id!r}, {args.better} should beat {args.worse}")
+    except StoreError as e:
+        raise UserError(str(e)) from None
+    return 0

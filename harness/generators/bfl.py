@@ -1,0 +1,133 @@
+"""Black Forest Labs' Flux API: submit, poll the returned ``polling_url``, download at once.
+
+``POST /v1/{model}`` (``x-key`` header) answers ``{id, polling_url}``; ``GET polling_url`` says
+``Pending`` (often many times) until ``Ready``, when ``result.sample`` is a signed URL that
+expires in minutes: the image is fetched the moment it is ready, without the key. ``Request
+Moderated`` and ``Content Moderated`` are refusals (results, never retried); ``Error``,
+``Failed`` and ``Task not found`` are errors.
+
+The job id is written to the store's submit journal before waiting, so a run killed while a
+job is pending polls that job when resumed instead of paying for another.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from harness.config import ConfigError
+from harness.generators.base import Generator
+from harness.generators.http import (
+    HTTPClient,
+    Job,
+    JobGenerator,
+    JobOptions,
+    JobState,
+    ProviderError,
+    aspect_ratio,
+    to_png,
+)
+from harness.types import GenRequest, GenResult
+
+REFUSALS = frozenset({"Request Moderated", "Content Moderated"})
+FAILURES = frozenset({"Error", "Failed", "Task not found"})
+ASPECT_MODELS = ("flux-pro-1.1-ultra", "flux-kontext-pro", "flux-kontext-max")
+"""Models that take ``aspect_ratio`` instead of width and height."""
+
+
+def _bfl_error(status: int, body: Any, text: str) -> tuple[str | None, str]:
+    """``{"detail": "..."}`` or a validation list ``{"detail": [{"loc", "msg"}]}``."""
+    d = body.get("detail") if isinstance(body, dict) else None
+    if isinstance(d, list):
+        msgs = [f"{'.'.join(str(x) for x in e.get('loc', [])[1:])}: {e.get('msg')}"
+                for e in d if isinstance(e, dict)]
+        return "validation_error", "; ".join(msgs) or text
+    if d:
+        return None, str(d)
+    return None, text or f"HTTP {status}"
+
+
+class BFLImages(JobGenerator, Generator):
+    """FLUX1.1 [pro], [pro] Ultra, Kontext and [dev] through api.bfl.ai."""
+
+    kind = "bfl"
+    batch_dependent = False
+    provider = "bfl"
+    auth_header = ("x-key", "{key}")
+    key_help = "your Black Forest Labs key (from https://dashboard.bfl.ai)"
+    also_hosts = (".bfl.ai",)
+    """Polling URLs point at regional hosts (api.us1.bfl.ai ...)."""
+
+    @dataclasses.dataclass
+    class Options(JobOptions):
+        base_url: str = "https://api.bfl.ai"
+        """API root (the global endpoint; a regional one such as https://api.eu.bfl.ai)."""
+        api_key_env: str = "BFL_API_KEY"
+        """Environment variable holding the key."""
+        poll_interval_s: float = 0.5
+        """Seconds between polls (BFL suggests 0.5)."""
+        concurrency: int = 8
+        """Requests in flight at once (BFL allows 24 active tasks per key)."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        w, h = int(self.params.get("width", 1024)), int(self.params.get("height", 1024))
+        if self.model_id not in ASPECT_MODELS:
+            for dim, v in (("width", w), ("height", h)):
+                if v % 32 or not 256 <= v <= 1440:
+                    raise ConfigError(f"models.{self.name}.params.{dim}: {v}; {self.model_id} "
+                                      "takes multiples of 32 from 256 to 1440.")
+
+    def error_parser(self, status: int, body: Any, text: str) -> tuple[str | None, str]:
+        return _bfl_error(status, body, text)
+
+    def _body(self, r: GenRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {"prompt": r.prompt, "seed": r.seed, "output_format": "png"}
+        if r.model_id in ASPECT_MODELS:
+            body["aspect_ratio"] = aspect_ratio(r.width, r.height)
+        else:
+            body |= {"width": r.width, "height": r.height}
+        if r.steps is not None:
+            body["steps"] = r.steps
+        if r.guidance is not None:
+            body["guidance"] = r.guidance
+        return body | {k: v for k, v in dict(r.params).items() if v is not None}
+
+    async def _submit(self, http: HTTPClient, r: GenRequest) -> tuple[Job, dict[str, Any]]:
+        resp = await http.post(f"/v1/{r.model_id}", idempotent=False, retry_5xx=False,
+                               json=self._body(r))
+        data = resp.json
+        poll = data.get("polling_url") or f"{http.base_url}/v1/get_result?id={data['id']}"
+        return Job(str(data["id"]), poll), {"submit_attempts": resp.attempts}
+
+    async def _poll(self, http: HTTPClient, job: Job) -> JobState:
+        try:
+            resp = await self._get_own(http, job.poll_url)
+        except ProviderError as e:
+            if e.status == 404:  # the job is gone: nothing left to wait for
+                return JobState("Task not found", True, {"status": "Task not found"})
+            raise
+        status = str(resp.json.get("status"))
+        return JobState(status, status == "Ready" or status in REFUSALS or status in FAILURES,
+                        resp.json)
+
+    async def _finish(self, http: HTTPClient, r: GenRequest, job: Job, state: JobState,
+                      info: dict[str, Any]) -> GenResult:
+        body = state.body or {}
+        if state.status in REFUSALS:
+            return GenResult(status="refused", refusal_reason=state.status,
+                             info=info | {"details": body.get("details")})
+        if state.status != "Ready":
+            return GenResult(status="error", info=info | {"details": body.get("details")},
+                             error=f"bfl: job {job.id} ended with status {state.status!r}")
+        result = body.get("result") or {}
+        try:
+            got = await http.download(result["sample"])
+        except ProviderError as e:
+            return GenResult(status="error", info=info, error=f"bfl: the sample of job {job.id} "
+                             f"could not be downloaded ({e}); sample URLs expire minutes after "
+                             "the job is ready")
+        if result.get("seed") is not None:
+            info["seed"] = result["seed"]
+        cost = self._cost(r.model_id, f"{r.width}x{r.height}", None, info)
+        return GenResult(status="ok", image=to_png(got.content), cost_usd=cost, info=info)
