@@ -361,9 +361,7 @@ def _run_command(cfg) -> dict:
         score_run(store, run_id, metrics, progress=cfg.progress)
         store.set_run_status(run_id, "scored")
     if cmd in ("run", "report"):
-        from harness.leaderboard import build_leaderboard, write_report
-
-        out = write_report(build_leaderboard(store, run_id, ci=cfg.report.ci), cfg.report.dir)
+        out = pipeline.report(store, run_id, cfg.report)
         print(f"leaderboard: {out / 'leaderboard.md'}")
         result["report_dir"] = out
     if cmd == "cost":

@@ -141,6 +141,20 @@ class ReportConfig:
     """Reports go to <dir>/<suite>/<run>/; <dir>/<suite>/latest points at the newest."""
     ci: float = 0.95
     """Confidence level for metric intervals."""
+    baseline: str | None = None
+    """Model (config name) whose Elo-like preference rating is fixed at 1000; None: the mean is 1000."""
+    bootstrap: int = 1000
+    """Bootstrap resamples for the preference and agreement intervals."""
+    seed: int = 0
+    """Seed of those bootstraps (the same store and seed give the same report bytes)."""
+    both_bad: str = "tie"
+    """How a "both bad" vote counts: tie (half a win each) | drop (left out)."""
+    include_excluded_raters: bool = False
+    """Also count votes of raters marked excluded (normally left out of every table)."""
+    gallery_prompts: int = 4
+    """Prompts in the HTML gallery and the leaderboard page (every model's image side by side)."""
+    html: bool = True
+    """Write the self-contained leaderboard.html as well."""
 
 
 @dataclass

@@ -27,6 +27,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any
 
@@ -106,6 +107,7 @@ class _Cells:
 
     def __init__(self, votes: pd.DataFrame, models: list[str], ties: str, both_bad: str):
         w = _weights(ties, both_bad)
+        self.options: tuple = ()  # (ties, both_bad, prior, n_boot, seed) once fitted, see _analyse
         used = votes[votes["choice"].isin(list(w))] if len(votes) else votes
         self.all_models = models
         active = set(used["left"]).union(used["right"]) if len(used) else set()
@@ -311,8 +313,8 @@ def _tally(votes: pd.DataFrame, names: list[str], both_bad: str) -> pd.DataFrame
                 key = "ties" if choice == "tie" else "both_bad"
                 rows[left][key] += k
                 rows[right][key] += k
-    t = pd.DataFrame.from_dict(rows, orient="index").reindex(names)
-    t.index.name = "model"
+    t = pd.DataFrame([rows[m] for m in names], index=pd.Index(names, name="model"),
+                     columns=["wins", "losses", "ties", "both_bad"], dtype="int64")
     t["votes"] = t[["wins", "losses", "ties", "both_bad"]].sum(axis=1)
     tied = t["ties"] + (t["both_bad"] if both_bad == "tie" else 0)
     counted = t["wins"] + t["losses"] + tied
@@ -327,6 +329,7 @@ def _analyse(votes, models, ties, both_bad, prior, n_boot, seed, max_iter, tol):
         raise ValueError(f"n_boot={n_boot} must be >= 0")
     names = _model_list(votes, models)
     cells = _Cells(votes, names, ties, both_bad)
+    cells.options = (ties, both_bad, prior, n_boot, seed)
     theta, reason, reasons = _fit_cells(cells, prior, max_iter, tol)
     ok = len(theta) > 0 and np.isfinite(theta).all()
     boot = (_bootstrap(cells, theta, prior, n_boot, seed, max_iter, tol) if ok and n_boot > 0
@@ -351,8 +354,13 @@ def preference_table(votes: pd.DataFrame, *, baseline: str | None = None, n_boot
         rating_hi, wins, losses, ties, both_bad, votes, win_rate, reason. ``attrs`` holds every
         setting plus ``n_votes``, ``failed_resamples`` and a table-level ``reason``.
     """
-    names, cells, theta, reason, reasons, boot = _analyse(
-        votes, models, ties, both_bad, prior, n_boot, seed, max_iter, tol)
+    fit = _analyse(votes, models, ties, both_bad, prior, n_boot, seed, max_iter, tol)
+    return _table_from(fit, votes, baseline, ci)
+
+
+def _table_from(fit: tuple, votes: pd.DataFrame, baseline: str | None, ci: float) -> pd.DataFrame:
+    names, cells, theta, reason, reasons, boot = fit
+    ties, both_bad, prior, n_boot, seed = cells.options
     _resolve_baseline(baseline, names)
     t = _tally(votes, names, both_bad)
     t.insert(0, "strength", np.nan)
@@ -532,8 +540,13 @@ def votes_needed(votes: pd.DataFrame, *, level: float = 0.95, n_boot: int = 1000
         One row per neighbouring pair: upper, lower, gap, half_width, separated, votes_now,
         votes_needed (total) and more_votes; empty with ``attrs["reason"]`` below two rated models.
     """
-    names, cells, theta, reason, _, boot = _analyse(
-        votes, models, ties, both_bad, prior, n_boot, seed, max_iter, tol)
+    fit = _analyse(votes, models, ties, both_bad, prior, n_boot, seed, max_iter, tol)
+    return _needed_from(fit, level)
+
+
+def _needed_from(fit: tuple, level: float) -> pd.DataFrame:
+    names, cells, theta, reason, _, boot = fit
+    ties, both_bad, prior, n_boot, seed = cells.options
     cols = ["upper", "lower", "gap", "half_width", "separated", "votes_now", "votes_needed", "more_votes"]
     good = boot[np.isfinite(boot).all(axis=1)] if len(boot) else boot
     if len(theta) < 2 or not np.isfinite(theta).all() or len(good) < 2:
@@ -561,3 +574,70 @@ def votes_needed(votes: pd.DataFrame, *, level: float = 0.95, n_boot: int = 1000
     out.attrs.update(reason="", level=level, n_boot=n_boot, seed=seed, ties=ties, both_bad=both_bad,
                      prior=prior)
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# everything a report shows, in one call
+
+
+@dataclass
+class PreferenceSummary:
+    """The human-preference tables of one run, as the renderers show them."""
+
+    table: pd.DataFrame
+    """:func:`preference_table`: per model strength, Elo-like rating and bootstrap CIs."""
+    win_rates: pd.DataFrame
+    """:func:`win_rate_matrix`: row model's share of counted votes against the column model."""
+    pairs: pd.DataFrame
+    """:func:`votes_per_pair`: every unordered pair, never-compared ones with 0 votes."""
+    position: dict[str, Any]
+    """:func:`position_bias`: share of decisive votes that went to the left image."""
+    tags: pd.DataFrame
+    """:func:`by_tag` with ``stat="strength"``: strength per (prompt tag, model)."""
+    needed: pd.DataFrame
+    """:func:`votes_needed`: further votes to separate each pair of neighbours."""
+    n_votes: int
+    """Votes in the input (after any exclusion upstream)."""
+    settings: dict[str, Any] = field(default_factory=dict)
+    """baseline, n_boot, seed, ci, ties, both_bad, prior."""
+
+    @property
+    def reason(self) -> str:
+        """Why there is nothing to show (empty when there is)."""
+        return self.table.attrs.get("reason", "") if self.n_votes else NO_VOTES
+
+    def never_compared(self) -> list[tuple[str, str]]:
+        """Pairs of models with votes overall that were never shown together."""
+        rated = set(self.table.loc[self.table["votes"] > 0, "model"])
+        p = self.pairs
+        if p.empty:
+            return []
+        gap = p[(p["votes"] == 0) & p["model_a"].isin(rated) & p["model_b"].isin(rated)]
+        return list(zip(gap["model_a"], gap["model_b"], strict=True))
+
+
+def summarise(votes: pd.DataFrame, *, models: Iterable[str] | None = None, baseline: str | None = None,
+              n_boot: int = 1000, seed: int = 0, ci: float = 0.95, ties: str = "half",
+              both_bad: str = "tie", prior: float = 0.5) -> PreferenceSummary:
+    """Every preference table for a report, with the same settings throughout.
+
+    ``models`` lists the run's models so that ones without votes are shown (NaN, with a reason);
+    models that appear only in the votes are added after them.
+    """
+    _check_votes(votes)
+    names = list(dict.fromkeys(models or []))
+    if len(votes):
+        names += [m for m in sorted(set(votes["left"]).union(votes["right"])) if m not in set(names)]
+    kw = dict(ties=ties, both_bad=both_bad)
+    # one fit and one bootstrap serve both the table and the votes-needed estimate
+    fit = _analyse(votes, names, ties, both_bad, prior, n_boot, seed, 100, 1e-10)
+    return PreferenceSummary(
+        table=_table_from(fit, votes, baseline, ci),
+        win_rates=win_rate_matrix(votes, models=names, **kw),
+        pairs=votes_per_pair(votes, models=names),
+        position=position_bias(votes, ci=ci),
+        tags=by_tag(votes, stat="strength", prior=prior, **kw),
+        needed=_needed_from(fit, ci),
+        n_votes=len(votes),
+        settings=dict(baseline=baseline, n_boot=n_boot, seed=seed, ci=ci, prior=prior, **kw),
+    )

@@ -9,6 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.leaderboard.agreement import metric_agreement, rater_agreement
+from harness.leaderboard.preference import PreferenceSummary, summarise
+from harness.leaderboard.votes import excluded_vote_count, load_votes
 from harness.metrics.base import output_directions
 from harness.store import Store
 
@@ -27,6 +30,21 @@ class Leaderboard:
     """Per-image metrics by (metric, tag, model): value (mean), lo, hi (bootstrap CI), n."""
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per metric: settings, direction and kind (image or set)."""
+    preference: PreferenceSummary | None = None
+    """Human preference (Bradley-Terry and the tables around it); its ``reason`` says when there
+    are no votes. None only for a Leaderboard built without the store."""
+    agreement: dict[str, Any] = field(default_factory=dict)
+    """``raters``: Krippendorff's alpha dict; ``metrics``: per metric the share of decisive votes
+    where it prefers the rater's image (:func:`harness.leaderboard.agreement.metric_agreement`)."""
+    gallery: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """One row per (gallery prompt, model): prompt_id, prompt, model, label, sample, key, status,
+    image_sha256, image_path, refusal_reason and scores (per-image metric -> value)."""
+    excluded_votes: int = 0
+    """Votes left out because their rater is marked excluded."""
+    settings: dict[str, Any] = field(default_factory=dict)
+    """The report settings the tables were built with."""
+    notes: list[str] = field(default_factory=list)
+    """What is missing or could not be computed, in words, for every renderer to show."""
 
     @property
     def suite(self) -> str:
@@ -76,7 +94,21 @@ def _direction(stored_name: str, settings: dict[str, Any]) -> bool:
     return bool(settings.get("higher_is_better", True))
 
 
-def build_leaderboard(store: Store, run_id: str, *, ci: float = 0.95) -> Leaderboard:
+def build_leaderboard(store: Store, run_id: str, *, ci: float = 0.95, baseline: str | None = None,
+                      n_boot: int = 1000, seed: int = 0, both_bad: str = "tie", gallery_prompts: int = 4,
+                      include_excluded: bool = False) -> Leaderboard:
+    """Every table of a run's leaderboard, read from the store (deterministic for a given store).
+
+    Args:
+        ci: confidence level of every interval.
+        baseline: model whose Elo-like rating is fixed at 1000 (None: the mean is 1000).
+        n_boot, seed: bootstrap resamples and seed of the preference and agreement intervals.
+        both_bad: ``"tie"`` (a "both bad" vote counts as a tie) or ``"drop"``.
+        gallery_prompts: prompts shown in the gallery (every model's image side by side).
+        include_excluded: also count votes of raters marked excluded (normally left out).
+    """
+    if n_boot < 0 or gallery_prompts < 0:
+        raise ValueError(f"n_boot={n_boot} and gallery_prompts={gallery_prompts} must be >= 0")
     run = store.run(run_id)
     infos = store.run_models(run_id)
     counts = store.unit_counts(run_id)
@@ -111,6 +143,7 @@ def build_leaderboard(store: Store, run_id: str, *, ci: float = 0.95) -> Leaderb
         price = info.get("price_per_image")
         row["cost_per_image_usd"] = (float(paid.mean()) if len(paid)
                                      else (float(price) if price is not None else math.nan))
+        row["cost_per_1000_usd"] = 1000.0 * row["cost_per_image_usd"]
         rows.append(row)
     table = pd.DataFrame(rows)
 
@@ -160,4 +193,105 @@ def build_leaderboard(store: Store, run_id: str, *, ci: float = 0.95) -> Leaderb
         table = table.sort_values([sort_metric, "model"], ascending=[asc, True], na_position="last")
     elif len(table):
         table = table.sort_values("model")
-    return Leaderboard(run=run, models=table.reset_index(drop=True), by_tag=by_tag, metrics=metric_info)
+    table = table.reset_index(drop=True)
+
+    votes = load_votes(store, run_id, include_excluded=include_excluded)
+    models = list(table["model"]) if len(table) else []
+    pref = summarise(votes, models=models, baseline=baseline, n_boot=n_boot, seed=seed, ci=ci,
+                     both_bad=both_bad)
+    per_image = {k: bool(v["higher_is_better"]) for k, v in metric_info.items() if v.get("per") == "image"}
+    key_scores = scores[["key", "metric", "value"]] if len(scores) else pd.DataFrame(
+        columns=["key", "metric", "value"])
+    agreement = {
+        "raters": rater_agreement(votes, n_boot=n_boot, seed=seed, ci=ci, both_bad=both_bad),
+        "metrics": metric_agreement(votes, key_scores, per_image, n_boot=n_boot, seed=seed, ci=ci),
+    }
+    excluded = 0 if include_excluded else excluded_vote_count(store, run_id)
+    lb = Leaderboard(
+        run=run, models=table, by_tag=by_tag, metrics=metric_info, preference=pref, agreement=agreement,
+        gallery=_gallery(recs, key_scores, prompts, table, list(per_image), gallery_prompts, store),
+        excluded_votes=excluded,
+        settings=dict(ci=ci, baseline=baseline, n_boot=n_boot, seed=seed, both_bad=both_bad,
+                      gallery_prompts=gallery_prompts, include_excluded=include_excluded),
+    )
+    lb.notes = missing_notes(lb)
+    return lb
+
+
+GALLERY_COLUMNS = ["prompt_id", "prompt", "model", "label", "sample", "key", "status", "image_sha256",
+                   "image_path", "refusal_reason", "scores"]
+
+
+def _gallery(recs: pd.DataFrame, scores: pd.DataFrame, prompts: dict[str, dict[str, Any]],
+             table: pd.DataFrame, metrics: list[str], n_prompts: int, store: Store) -> pd.DataFrame:
+    """The first ``n_prompts`` prompts (by id) with, per model, its first ok image (else its first
+    record, e.g. a refusal) and that image's per-image scores."""
+    if not len(recs) or not len(table) or n_prompts == 0:
+        return pd.DataFrame(columns=GALLERY_COLUMNS)
+    chosen = sorted(set(recs["prompt_id"]))[:n_prompts]
+    values = (scores[scores["metric"].isin(metrics)].dropna(subset=["value"])
+              .groupby("key")[["metric", "value"]].apply(lambda g: dict(zip(g["metric"], g["value"],
+                                                                            strict=True)))
+              if len(scores) else pd.Series(dtype=object))
+    rows = []
+    for pid in chosen:
+        text = prompts.get(pid, {}).get("text", "")
+        for _, m in table.iterrows():
+            mine = recs[(recs["prompt_id"] == pid) & (recs["model"] == m["model"])]
+            if not len(mine):
+                rows.append(dict(prompt_id=pid, prompt=text, model=m["model"], label=m["label"], sample=None,
+                                 key=None, status="pending", image_sha256=None, image_path=None,
+                                 refusal_reason=None, scores={}))
+                continue
+            mine = mine.assign(_bad=mine["status"] != "ok").sort_values(["_bad", "sample"], kind="stable")
+            r = mine.iloc[0]
+            sha = r["image_sha256"] if isinstance(r["image_sha256"], str) else None
+            rows.append(dict(prompt_id=pid, prompt=text, model=m["model"], label=m["label"],
+                             sample=int(r["sample"]), key=r["key"], status=r["status"], image_sha256=sha,
+                             image_path=str(store.image_path(sha)) if sha else None,
+                             refusal_reason=r["refusal_reason"] if isinstance(r["refusal_reason"], str)
+                             else None,
+                             scores=dict(sorted(values.get(r["key"], {}).items()))))
+    return pd.DataFrame(rows, columns=GALLERY_COLUMNS)
+
+
+def missing_notes(lb: Leaderboard) -> list[str]:
+    """What a reader should know is missing, in words (no votes, a model without images, ...)."""
+    notes = []
+    t = lb.models
+    if not len(t):
+        return ["The run has no models: nothing to rank."]
+    if len(t) == 1:
+        notes.append(f"Only one model ({t['label'].iloc[0]}): there is nothing to compare it with, so no "
+                     "ranking and no human preference.")
+    for _, r in t.iterrows():
+        if r["ok"] == 0 and r["refused"] > 0:
+            notes.append(f"{r['label']}: every finished request was refused ({int(r['refused'])}): no "
+                         "images, so no metrics, no latency and no votes.")
+        elif r["ok"] == 0:
+            notes.append(f"{r['label']}: no images yet ({int(r['pending'])} pending, {int(r['errors'])} "
+                         "errors).")
+    pref = lb.preference
+    if pref is not None and len(t) > 1:
+        if pref.n_votes == 0:
+            extra = (f" ({lb.excluded_votes} votes from excluded raters are left out)"
+                     if lb.excluded_votes else "")
+            notes.append("No human votes for this run yet" + extra + ": the preference and agreement "
+                         "sections are empty. Invite raters with 'harness raters add NAME' and collect "
+                         "votes with 'harness rate'.")
+        else:
+            for a, b in pref.never_compared():
+                notes.append(f"{_label(t, a)} and {_label(t, b)} were never shown together: their "
+                             "difference rests on comparisons with other models only.")
+            unrated = pref.table.loc[pref.table["votes"] == 0, "model"]
+            for m in unrated:
+                notes.append(f"{_label(t, m)} has no votes: it has no human-preference rating.")
+            alpha = lb.agreement.get("raters", {})
+            if alpha.get("reason"):
+                notes.append(f"Inter-rater agreement: {alpha['reason']}.")
+    return notes
+
+
+def _label(t: pd.DataFrame, model: str) -> str:
+    hit = t.loc[t["model"] == model, "label"]
+    return str(hit.iloc[0]) if len(hit) else model

@@ -107,3 +107,24 @@ def generate(store: Store, plan: Plan, executor: Any | None = None, *, retry_err
     store.set_run_status(plan.run_id, "generated" if complete else "incomplete")
     log.info("generate: %d generator calls in %.1fs", stats.calls, time.perf_counter() - t0)
     return stats
+
+
+def report(store: Store, run_id: str, settings: Any = None) -> Path:
+    """Build the run's leaderboard from the store and write every report file.
+
+    ``settings`` is the ``report`` config section (``ReportConfig`` or anything with its
+    attributes); missing attributes take the defaults. Returns reports/<suite>/<run>/.
+    """
+    from harness.config import ReportConfig
+    from harness.leaderboard import build_leaderboard, write_report
+
+    defaults = ReportConfig()
+
+    def get(name: str) -> Any:
+        return getattr(settings, name, getattr(defaults, name))
+
+    lb = build_leaderboard(store, run_id, ci=float(get("ci")), baseline=get("baseline"),
+                           n_boot=int(get("bootstrap")), seed=int(get("seed")), both_bad=str(get("both_bad")),
+                           gallery_prompts=int(get("gallery_prompts")),
+                           include_excluded=bool(get("include_excluded_raters")))
+    return write_report(lb, get("dir"), html=bool(get("html")))

@@ -14,6 +14,7 @@ from harness.leaderboard.preference import (
     by_tag,
     position_bias,
     preference_table,
+    summarise,
     votes_needed,
     votes_per_pair,
     win_rate_matrix,
@@ -88,6 +89,57 @@ def test_bt_matches_direct_likelihood_maximisation(prior):
     ref = _reference_bt(votes, list(got.index), prior)
     np.testing.assert_allclose(got.to_numpy(), ref, atol=1e-3)
     assert abs(got.sum()) < 1e-9
+
+
+def _zermelo(votes: pd.DataFrame, models: list[str], prior: float, iters: int = 20000) -> np.ndarray:
+    """Independent fit by Zermelo's / Hunter's MM iterations (no Newton, no scipy).
+
+    p_i <- (W_i + prior) / (sum_j N_ij / (p_i + p_j) + 2 prior / (p_i + 1)): the prior is ``prior``
+    wins and ``prior`` losses against a virtual model of strength 1 (log-strength 0).
+    """
+    idx = {m: i for i, m in enumerate(models)}
+    k = len(models)
+    w = np.zeros((k, k))
+    for left, right, choice in votes[["left", "right", "choice"]].itertuples(index=False):
+        i, j = idx[left], idx[right]
+        credit = {"left": (1.0, 0.0), "right": (0.0, 1.0)}.get(choice, (0.5, 0.5))
+        w[i, j] += credit[0]
+        w[j, i] += credit[1]
+    n = w + w.T
+    p = np.ones(k)
+    for _ in range(iters):
+        new = (w.sum(1) + prior) / ((n / (p[:, None] + p[None, :])).sum(1) + 2 * prior / (p + 1))
+        new = new / np.exp(np.log(new).mean()) if prior == 0 else new
+        if np.abs(new - p).max() < 1e-13:
+            p = new
+            break
+        p = new
+    th = np.log(p)
+    return th - th.mean()
+
+
+@pytest.mark.parametrize("prior", [0.5, 0.0])
+def test_bt_matches_zermelo_mm_iterations(prior):
+    rng = np.random.default_rng(21)
+    votes = _simulate(rng, np.array([1.0, 0.3, 0.1, -0.2, -0.6, -0.9]), 900, tie_rate=0.1)
+    got = bradley_terry(votes, prior=prior)
+    np.testing.assert_allclose(got.to_numpy(), _zermelo(votes, list(got.index), prior), atol=1e-3)
+
+
+def test_summarise_bundles_every_table_with_one_set_of_settings():
+    votes = _votes([("a", "b", "left", ["x"])] * 5 + [("b", "a", "left", ["y"])] * 2
+                   + [("b", "c", "both_bad", ["x"])] * 3 + [("c", "b", "left", ["y"])] * 2)
+    s = summarise(votes, models=["a", "b", "c", "refuser"], baseline="b", n_boot=200, seed=3)
+    assert list(s.table["model"])[-1] == "refuser" and s.table.set_index("model").loc["b", "rating"] == 1000
+    assert s.n_votes == 12 and s.reason == "" and s.settings["baseline"] == "b"
+    assert s.never_compared() == [("a", "c")]  # refuser has no votes at all: not a missing pair
+    assert s.win_rates.shape == (4, 4) and len(s.pairs) == 6 and s.position["n"] == 9
+    assert set(s.tags["tag"]) == {"x", "y"} and len(s.needed) == 2
+    dropped = summarise(votes, both_bad="drop", n_boot=0)
+    assert dropped.table.set_index("model").loc["c", "both_bad"] == 3  # counted in the tally...
+    assert dropped.win_rates.loc["b", "c"] == 0.0  # ...but not in the fit or the win rates
+    empty = summarise(pd.DataFrame(columns=COLS), models=["a", "b"])
+    assert empty.reason == "no votes" and empty.never_compared() == []
 
 
 def test_bt_recovers_order_from_simulated_votes():
