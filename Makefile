@@ -31,7 +31,7 @@ chromium:
 	fi
 
 bench: $(STAMP)  ## benchmarks (CPU); each prints its headline figure last
-	@for b in resume local_overhead fid_speed metrics_throughput; do \
+	@for b in resume local_overhead fid_speed metrics_throughput preference_speed api_throughput zoo_quality; do \
 		echo "== benchmarks/$$b.py"; $(PY) benchmarks/$$b.py || status=1; done; exit $${status:-0}
 
 lint: $(STAMP)

@@ -46,8 +46,8 @@ commands:
 
 examples:
   harness run                                   # the embedded default (offline, CPU)
-  harness run suite=text-rendering 'models=[toy_unet,toy_dit]' samples=4
-  harness run -m suite=composition models=toy_unet,toy_dit     # one job per model
+  harness run suite=text-rendering 'models=[zoo_unet,zoo_dit]' samples=4
+  harness run -m suite=composition models=zoo_unet,zoo_dit     # one job per model
   harness report suite=text-rendering           # re-render from the store only
   harness export export.format=parquet
   harness run --help                            # every setting and config group

@@ -30,9 +30,12 @@ def _chromium_path() -> str | None:
     return os.environ.get("HARNESS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
-    """A real headless Chromium (Debian's) driven by Playwright, one per test session.
+    """A real headless Chromium (Debian's) driven by Playwright, one per test module.
+
+    Module scope, not session: Playwright's sync API keeps an event loop running in the main
+    thread while it is open, which would break later tests that call ``asyncio.run``.
 
     Without one the browser tests skip, unless HARNESS_REQUIRE_BROWSER=1 (CI), where they fail."""
     path = _chromium_path()

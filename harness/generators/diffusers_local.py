@@ -30,6 +30,7 @@ from harness.generators.base import Generator
 from harness.generators.controls import CONTROL_TYPES
 from harness.testing.tiny import ARCHS, IP_ADAPTER_WEIGHTS, RECIPE_FILE, ensure_tiny_pipeline
 from harness.types import GenRequest, GenResult, canonical_json
+from harness.zoo.paths import is_zoo, resolve_path
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +75,12 @@ def folder_fingerprint(folder: str | Path) -> str:
     """Content hash of a model folder: sha256 over the sorted (relative path, file sha256) pairs.
 
     Files and folders whose name starts with a dot are skipped (build recipes, hub download
-    metadata). Symlinked files (hub cache snapshots) are hashed by their target's content.
+    metadata). Symlinked files and folders (hub cache snapshots, shared parts of zoo models) are hashed
+    by their target's content.
     """
     root = Path(folder)
     pairs = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         for name in filenames:
             if name.startswith("."):
@@ -308,13 +310,17 @@ class DiffusersGenerator(Generator):
         """The local folder the weights are (or will be built) in; None for a hub id."""
         if self.options.build is not None:
             return self.cache_dir() / self.model_id.replace("/", "--")
-        path = Path(self.model_id).expanduser()
+        path = resolve_path(self.model_id)
         if path.is_dir():
             return path.absolute()
         if path.exists():
             raise ConfigError(f"{self._where('model_id')}: {self.model_id!r} is a file; the "
                               "diffusers generator loads a diffusers folder (with model_index.json) "
                               "or a hub id.")
+        if is_zoo(self.model_id):
+            name = self.model_id.split(":", 1)[1]
+            raise ConfigError(f"{self._where('model_id')}: the zoo model {name!r} is not there "
+                              f"({path}); train it with: harness zoo train {name}")
         if _looks_like_path(self.model_id):
             raise ConfigError(f"{self._where('model_id')}: local folder {self.model_id!r} does "
                               "not exist.")

@@ -25,6 +25,7 @@ from typing import Any
 
 from harness.config import ConfigError, did_you_mean
 from harness.metrics.base import Metric, ScoreInput, as_rgb
+from harness.zoo.paths import resolve_path
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class ClipScore(Metric):
                               f"{s['scale']!r}.") from None
         if not s["scale"] > 0:
             raise ConfigError(f"metrics.{name}.settings.scale: must be > 0, got {s['scale']}.")
-        if s["checkpoint"] is not None and not Path(s["checkpoint"]).expanduser().exists():
+        if s["checkpoint"] is not None and not resolve_path(s["checkpoint"]).exists():
             raise ConfigError(f"metrics.{name}.settings.checkpoint: no such file or folder: "
                               f"{s['checkpoint']}")
         if int(batch_size) < 1:
@@ -141,7 +142,7 @@ class ClipScore(Metric):
         if self._weights is None:
             s = self.settings
             if s["checkpoint"] is not None:
-                self._weights = "sha256:" + weights_sha256(s["checkpoint"])
+                self._weights = "sha256:" + weights_sha256(resolve_path(s["checkpoint"]))
             elif s["backend"] == "open_clip":
                 self._weights = f"open_clip:{s['model']}/{s['pretrained']}"
             else:
@@ -280,7 +281,7 @@ def _load_open_clip(s: dict[str, Any], device: str) -> _Loaded:
     import open_clip
     import torch
 
-    pretrained = _open_clip_file(s["checkpoint"]) if s["checkpoint"] else s["pretrained"]
+    pretrained = _open_clip_file(str(resolve_path(s["checkpoint"]))) if s["checkpoint"] else s["pretrained"]
     model, _, preprocess = open_clip.create_model_and_transforms(s["model"], pretrained=pretrained,
                                                                  device=device)
     model.eval()
@@ -310,7 +311,7 @@ def _load_transformers(s: dict[str, Any], device: str) -> _Loaded:
     import torch
     from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
 
-    src = str(Path(s["checkpoint"]).expanduser()) if s["checkpoint"] else s["model"]
+    src = str(resolve_path(s["checkpoint"])) if s["checkpoint"] else s["model"]
     local = bool(s["checkpoint"])
     model = CLIPModel.from_pretrained(src, local_files_only=local).to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(src, local_files_only=local)

@@ -33,6 +33,7 @@ from harness.metrics.features import (
     file_sha256,
 )
 from harness.types import canonical_json, sha256_hex
+from harness.zoo.paths import resolve_path
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 FEW_IMAGES = 2000
@@ -280,7 +281,7 @@ class FID(Metric):
         ref = self.settings["reference"]
         if ref is None or ref == "suite":
             return None
-        p = Path(str(ref)).expanduser()
+        p = resolve_path(ref)
         if p.suffix.lower() == ".npz":
             return file_sha256(p) if p.is_file() else None
         files = list_images(p)
@@ -307,7 +308,7 @@ class FID(Metric):
         if ref == "suite":
             out = self._suite_reference(items)
         else:
-            p = Path(str(ref)).expanduser()
+            p = resolve_path(ref)
             if p.suffix.lower() == ".npz":
                 if not p.is_file():
                     raise FeatureError(f"reference statistics {p} not found")

@@ -56,6 +56,7 @@ def build_toy_run(root, *, prompts: int = 5, samples: int = 2) -> str:
     """Generate a small real run ('rate') with the tiny toy models into the store at ``root``."""
     from harness import cli
 
-    res = cli.dispatch(cli.compose(["command=generate", "progress=false", f"suite.limit={prompts}",
+    res = cli.dispatch(cli.compose(["command=generate", "experiment=untrained", "progress=false",
+                                    f"suite.limit={prompts}",
                                     f"samples={samples}", "run.name=rate", f"store.root={root}"]))
     return res["run_id"]

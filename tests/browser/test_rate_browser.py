@@ -33,7 +33,8 @@ def toy_store(tmp_path_factory, model_cache):
     from harness import cli
 
     root = tmp_path_factory.mktemp("rate-store")
-    cli.dispatch(cli.compose(["command=generate", "progress=false", "suite.limit=5", "samples=2",
+    cli.dispatch(cli.compose(["command=generate", "experiment=untrained", "progress=false", "suite.limit=5",
+                              "samples=2",
                               "run.name=rate", f"store.root={root}", "models.toy_unet.params.steps=2",
                               "models.toy_dit.params.steps=2"]))
     return Store(root)

@@ -12,7 +12,7 @@ import time
 
 from harness.store import Store
 
-ARGS = ["run", "suite.limit=6", "samples=2", "run.name=k", "progress=false"]
+ARGS = ["run", "experiment=untrained", "suite.limit=6", "samples=2", "run.name=k", "progress=false"]
 
 
 def _popen(store, cache, reports):

@@ -12,7 +12,7 @@ import pytest
 
 from harness import cli
 
-SMALL = ["suite.limit=3", "samples=2", "run.name=t"]
+SMALL = ["experiment=untrained", "suite.limit=3", "samples=2", "run.name=t"]
 
 
 def run(*overrides, command="run"):

@@ -344,7 +344,7 @@ def test_report_note_warns_on_small_n_and_shows_kid():
         by_tag=pd.DataFrame(),
         metrics={"fid.fid": {"settings": settings, "per": "set"},
                  "fid.kid": {"settings": settings, "per": "set"}})
-    text = "\n".join(_fid_note(lb, ["fid.fid", "fid.kid"]))
+    text = str(_fid_note(lb, ["fid.fid", "fid.kid"]))  # blocks: (kind, text or [(level, text)])
     assert "not comparable to published FID" in text
     assert "A: FID rests on N=48 images (< 2,000)" in text and "KID = 0.0123" in text
     assert "B: no value (skipped" in text

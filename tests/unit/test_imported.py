@@ -106,7 +106,8 @@ def test_end_to_end_generate_and_report_from_a_folder(tmp_path, monkeypatch, mod
     monkeypatch.delenv("HARNESS_STORE", raising=False)
     write(tmp_path / "imports", "manifest.csv",
           "prompt_id,sample,file\nshape-circle,0,a.png\nshape-square,0,b.jpg\n")
-    overrides = ["models=[imported]", "suite.limit=2", "metrics=[colorfulness]", "progress=false",
+    overrides = ["models=[imported]", "suite=toy-shapes",
+                 "suite.limit=2", "metrics=[colorfulness]", "progress=false",
                  f"store.root={tmp_path / 'store'}", f"report.dir={tmp_path / 'reports'}",
                  "run.name=imp"]
     out = cli.dispatch(cli.compose(overrides))
@@ -115,7 +116,7 @@ def test_end_to_end_generate_and_report_from_a_folder(tmp_path, monkeypatch, mod
     records = out["store"].records("imp")
     assert {r["info"]["source_file"].rsplit("/", 1)[-1] for r in records} == {"a.png", "b.jpg"}
     # A third prompt is pending, so the manifest is read and checked before anything is stored.
-    bad = ["models.imported.options.manifest=bad.csv", "suite.limit=3", *overrides[2:-1],
+    bad = ["models.imported.options.manifest=bad.csv", "suite=toy-shapes", "suite.limit=3", *overrides[3:-1],
            "run.name=imp2"]
     (tmp_path / "imports" / "bad.csv").write_text("prompt_id,sample,file\nshape-circle,0,a.png\n"
                                                   "no-such-prompt,0,a.png\n")

@@ -1,0 +1,245 @@
+"""Quality bars of the embedded zoo models (the default comparison of `make run`).
+
+Prints, for toy-unet, toy-dit and an untrained model of the U-Net's architecture (random weights,
+same VAE and text encoder):
+
+- attribute accuracy by the rule-based checker (colour, shape, position, all three; count) over
+  CAPTIONS held-out captions x SEEDS seeds, with bootstrap 95% CIs;
+- OCR exact-word accuracy on generated word images (rapidocr), beside its ceiling on real toy
+  word images;
+- FID (EfficientNet-Lite0 features) against 1000 held-out real images;
+- the toy CLIP: caption retrieval (true caption first among 10) on held-out real images, and
+  CLIP-score of matched vs mismatched captions on generated images;
+- `harness run` end to end (both models, the whole default suite, every default metric, the
+  leaderboard) in a fresh store, timed.
+
+The last line is the headline: how many of the issue's bars hold.
+
+    python benchmarks/zoo_quality.py                 # CAPTIONS=200, SEEDS=3 (about 15 min on 2 cores)
+    python benchmarks/zoo_quality.py --captions 50 --seeds 1 --skip-run     # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from harness.zoo import evaluate as E  # noqa: E402
+from harness.zoo import world  # noqa: E402
+from harness.zoo.train import ZOO_DIR, pick_device  # noqa: E402
+
+KINDS_WEIGHTS = {"single": 4, "pair": 2, "count": 2, "word": 2}
+
+
+def captions_mix(n: int, seed: int = 0) -> list[world.Scene]:
+    """``n`` held-out scenes in the training mix of kinds (single 40%, pair/count/word 20% each)."""
+    rng = random.Random(world.SPLIT_SEEDS["eval"] + 101 + seed)
+    kinds = list(KINDS_WEIGHTS)
+    return [world.sample_scene(rng, "eval", kind=rng.choices(kinds, list(KINDS_WEIGHTS.values()))[0])
+            for _ in range(n)]
+
+
+def boot_ci(x: list[float], n: int = 1000, seed: int = 0) -> tuple[float, float]:
+    a = np.asarray(x, dtype=float)
+    if len(a) == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    means = a[rng.integers(0, len(a), size=(n, len(a)))].mean(1)
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def untrained_pipeline(device: str):
+    """toy-unet's pipeline with the U-Net replaced by random weights of the same architecture."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    pipe = E.load_pipeline(ZOO_DIR / "toy-unet", device)
+    torch.manual_seed(0)
+    pipe.unet = UNet2DConditionModel.from_config(pipe.unet.config).to(device)
+    return pipe
+
+
+def per_image_checks(images, scenes) -> dict[str, list[float]]:
+    from harness.zoo import checker
+
+    acc: dict[str, list[float]] = {}
+    for im, sc in zip(images, scenes, strict=True):
+        for k, v in checker.check(im, sc.attributes()).items():
+            acc.setdefault("all_three" if k == "all" else k, []).append(v)
+    return acc
+
+
+def ocr_accuracy(images, words) -> float:
+    from harness.metrics.ocr import OCRScore
+
+    m = OCRScore(name="ocr")
+    hits = [m.normalize(m.read(m.prepare(im))) == m.normalize(w) for im, w in zip(images, words, strict=True)]
+    return float(np.mean(hits)) if hits else float("nan")
+
+
+def fid_against_reference(feats: np.ndarray, ref: np.ndarray) -> float:
+    from harness.metrics.fid import frechet_distance
+
+    return float(frechet_distance(feats.mean(0), np.cov(feats, rowvar=False),
+                                  ref.mean(0), np.cov(ref, rowvar=False)))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--captions", type=int, default=200)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--skip-run", action="store_true", help="do not time `harness run`")
+    ap.add_argument("--json", type=Path, help="also write the figures here")
+    args = ap.parse_args()
+    import torch
+
+    from harness.metrics.features import build_extractor
+    from harness.zoo.paths import reference_folder
+
+    dev = pick_device(args.device)
+    torch.set_num_threads(os.cpu_count() or 2)
+    scenes = captions_mix(args.captions)
+    prompts = [world.caption(s) for s in scenes]
+    all_scenes = scenes * args.seeds
+    all_prompts = prompts * args.seeds
+    all_seeds = [1000 * s + i for s in range(args.seeds) for i in range(args.captions)]
+    print(f"{args.captions} held-out captions x {args.seeds} seeds on {dev}; "
+          f"kinds: { {k: sum(s.kind == k for s in scenes) for k in KINDS_WEIGHTS} }")
+
+    ext = build_extractor("efficientnet_lite0")
+    from PIL import Image
+
+    ref_files = sorted(reference_folder(1000).glob("*.png"))
+    ref_feats = ext.extract([Image.open(p).convert("RGB") for p in ref_files])
+
+    figures: dict[str, dict] = {}
+    gen_images: dict[str, list] = {}
+    models = {"toy-unet": None, "toy-dit": None, "untrained": None}
+    for name in models:
+        t0 = time.perf_counter()
+        if name == "untrained":
+            pipe, cfg = untrained_pipeline(dev), E.SAMPLING["toy-unet"]
+        else:
+            pipe, cfg = E.load_pipeline(ZOO_DIR / name, dev), E.SAMPLING[name]
+        images = E.generate(pipe, all_prompts, all_seeds, steps=cfg["steps"], guidance=cfg["guidance"])
+        secs = time.perf_counter() - t0
+        gen_images[name] = images
+        checks = per_image_checks(images, all_scenes)
+        f: dict = {k: (float(np.mean(v)), *boot_ci(v), len(v)) for k, v in sorted(checks.items())}
+        words = [(im, s.word) for im, s in zip(images, all_scenes, strict=True) if s.kind == "word"]
+        f["ocr_exact"] = ocr_accuracy([w[0] for w in words], [w[1] for w in words])
+        f["fid"] = fid_against_reference(ext.extract(images), ref_feats)
+        f["images_per_s"] = len(images) / secs
+        figures[name] = f
+        print(f"\n{name}: {len(images)} images in {secs:.0f} s")
+        for k, v in f.items():
+            if isinstance(v, tuple):
+                print(f"  {k:10s} {v[0]:.3f}  [{v[1]:.3f}, {v[2]:.3f}]  n={v[3]}")
+            else:
+                print(f"  {k:10s} {v:.3f}")
+
+    # OCR ceiling: the same engine on real toy word images.
+    real_words = [s for s in world.scenes("eval", 400) if s.kind == "word"][:100]
+    ceiling = ocr_accuracy([world.render(s, 64) for s in real_words], [s.word for s in real_words])
+    print(f"\nOCR ceiling (rapidocr on {len(real_words)} real 64 px toy word images): {ceiling:.3f}")
+
+    clip = E.clip_retrieval(ZOO_DIR / "toy-clip", dev, n=500)
+    print(f"toy CLIP on 500 held-out real images: {clip}")
+    better = max(("toy-unet", "toy-dit"), key=lambda m: figures[m].get("all_three", (0,))[0])
+    other = "toy-dit" if better == "toy-unet" else "toy-unet"
+    matched, mismatched = clip_on_generated(gen_images[better], all_prompts, dev)
+    print(f"toy CLIP-score on {better}'s images: matched {matched:.2f} vs mismatched {mismatched:.2f}")
+
+    run_s = None
+    if not args.skip_run:
+        run_s = time_harness_run()
+        print(f"harness run (default suite, both models, every default metric, leaderboard): {run_s:.0f} s")
+
+    b, o, u = figures[better], figures[other], figures["untrained"]
+    bars = [
+        ("better colour >= 0.80", b["colour"][0] >= 0.80, f"{b['colour'][0]:.3f}"),
+        ("better shape >= 0.80", b["shape"][0] >= 0.80, f"{b['shape'][0]:.3f}"),
+        ("better position >= 0.60", b["position"][0] >= 0.60, f"{b['position'][0]:.3f}"),
+        ("better all three >= 0.40", b["all_three"][0] >= 0.40, f"{b['all_three'][0]:.3f}"),
+        ("other model measurably different (all-three CIs disjoint)",
+         b["all_three"][1] > o["all_three"][2] or o["all_three"][1] > b["all_three"][2],
+         f"{b['all_three'][0]:.3f} vs {o['all_three'][0]:.3f}"),
+        ("untrained near chance (all three <= 0.10)", u["all_three"][0] <= 0.10, f"{u['all_three'][0]:.3f}"),
+        ("toy CLIP retrieval >= 0.90", clip["retrieval_top1_of_10"] >= 0.90,
+         f"{clip['retrieval_top1_of_10']:.3f}"),
+        ("CLIP-score matched > mismatched (generated)", matched > mismatched,
+         f"{matched:.1f} > {mismatched:.1f}"),
+        ("OCR exact word >= 0.30 (better model)", b["ocr_exact"] >= 0.30,
+         f"{b['ocr_exact']:.3f} (ceiling {ceiling:.3f})"),
+        ("FID better < worse < untrained", b["fid"] < o["fid"] < u["fid"],
+         f"{b['fid']:.1f} < {o['fid']:.1f} < {u['fid']:.1f}"),
+    ]
+    if run_s is not None:
+        bars.append(("harness run <= 600 s", run_s <= 600, f"{run_s:.0f} s"))
+    print(f"\nbetter model: {better}")
+    for label, ok, value in bars:
+        print(f"  [{'ok' if ok else 'FAIL'}] {label}: {value}")
+    if args.json:
+        args.json.write_text(json.dumps({"figures": figures, "clip": clip, "ocr_ceiling": ceiling,
+                                         "run_seconds": run_s, "better": better,
+                                         "bars": [[lbl, ok, v] for lbl, ok, v in bars]},
+                                        indent=1, default=str))
+    held = sum(ok for _, ok, _ in bars)
+    print(f"zoo_quality_bars_met: {held}/{len(bars)} (target >= {len(bars)}/{len(bars)}) "
+          f"{'ok' if held == len(bars) else 'FAIL'}")
+    return 0
+
+
+def clip_on_generated(images, prompts, dev) -> tuple[float, float]:
+    """Toy-CLIP score (100 * max(cos, 0)) of each image with its caption vs a shuffled caption."""
+    import torch
+    from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
+
+    folder = ZOO_DIR / "toy-clip"
+    model = CLIPModel.from_pretrained(str(folder)).to(dev).eval()
+    tok = CLIPTokenizer.from_pretrained(str(folder))
+    proc = CLIPImageProcessor.from_pretrained(str(folder))
+    rng = random.Random(3)
+    shuffled = prompts[:]
+    while True:
+        rng.shuffle(shuffled)
+        if all(a != b for a, b in zip(shuffled, prompts, strict=True)) or len(set(prompts)) < 2:
+            break
+    with torch.no_grad():
+        px = proc(images=images, return_tensors="pt").pixel_values.to(dev)
+        img = torch.nn.functional.normalize(E._features(model.get_image_features(pixel_values=px)), dim=-1)
+
+        def text(ps):
+            t = tok(ps, padding="max_length", truncation=True, return_tensors="pt").to(dev)
+            return torch.nn.functional.normalize(E._features(model.get_text_features(**t)), dim=-1)
+
+        m = (img * text(prompts)).sum(-1).clamp(min=0) * 100
+        mm = (img * text(shuffled)).sum(-1).clamp(min=0) * 100
+    return float(m.mean()), float(mm.mean())
+
+
+def time_harness_run() -> float:
+    with tempfile.TemporaryDirectory() as d:
+        env = {**os.environ, "HARNESS_STORE": str(Path(d) / "store")}
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "harness.cli", "run", "progress=false",
+                        f"report.dir={Path(d) / 'reports'}"], cwd=d, env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+        return time.perf_counter() - t0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

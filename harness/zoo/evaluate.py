@@ -1,0 +1,115 @@
+"""Figures for the zoo models: attribute accuracy of generated images (by the rule-based checker),
+caption retrieval by the toy CLIP, and generation helpers shared with the quality benchmark."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.zoo import checker, world
+
+SAMPLING = {"toy-unet": {"steps": 25, "guidance": 3.0}, "toy-dit": {"steps": 20, "guidance": 3.0}}
+"""Default sampling settings (the model configs in conf/models/zoo_*.yaml use the same)."""
+T5_TOKENS = 4
+
+
+def eval_scenes(n: int, kinds: tuple[str, ...] = ("single", "pair"), seed: int = 0) -> list[world.Scene]:
+    """``n`` held-out scenes of the given kinds (the eval split: its own seed, unseen pairs allowed)."""
+    rng = random.Random(world.SPLIT_SEEDS["eval"] + 31 * seed)
+    return [world.sample_scene(rng, "eval", kind=kinds[i % len(kinds)]) for i in range(n)]
+
+
+def load_pipeline(folder: str | Path, device: str = "cpu"):
+    import torch
+    from diffusers import DiffusionPipeline
+
+    from harness.generators.diffusers_local import _null_components
+
+    pipe = DiffusionPipeline.from_pretrained(str(folder), torch_dtype=torch.float32, local_files_only=True,
+                                             **_null_components(Path(folder)))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def generate(pipe, prompts: list[str], seeds: list[int], *, steps: int, guidance: float,
+             batch: int = 32, size: int = 64) -> list[Any]:
+    """One image per (prompt, seed), each from its own seeded CPU generator."""
+    import torch
+
+    out = []
+    extra = {"max_sequence_length": T5_TOKENS} if type(pipe).__name__.startswith("StableDiffusion3") else {}
+    for i in range(0, len(prompts), batch):
+        ps, ss = prompts[i:i + batch], seeds[i:i + batch]
+        gens = [torch.Generator("cpu").manual_seed(int(s)) for s in ss]
+        with torch.no_grad():
+            res = pipe(ps, num_inference_steps=steps, guidance_scale=guidance, generator=gens,
+                       height=size, width=size, **extra)
+        out.extend(res.images)
+    return out
+
+
+def score_attributes(images: list[Any], scenes: list[world.Scene]) -> dict[str, float]:
+    """Mean checker scores over images of object scenes (count scenes give 'count')."""
+    acc: dict[str, list[float]] = {}
+    for im, sc in zip(images, scenes, strict=False):
+        for k, v in checker.check(im, sc.attributes()).items():
+            acc.setdefault("all_three" if k == "all" else k, []).append(v)
+    return {k: round(float(np.mean(v)), 4) for k, v in sorted(acc.items())}
+
+
+def attribute_accuracy(folder: str | Path, *, n: int = 200, seeds: tuple[int, ...] = (0,),
+                       device: str = "cpu", steps: int | None = None, guidance: float | None = None,
+                       pipe=None) -> dict[str, Any]:
+    """Colour / shape / position / all-three accuracy of a pipeline on ``n`` held-out captions x seeds."""
+    folder = Path(folder)
+    cfg = SAMPLING.get(folder.name, {"steps": 20, "guidance": 3.0})
+    pipe = pipe or load_pipeline(folder, device)
+    scenes = eval_scenes(n)
+    prompts = [world.caption(s) for s in scenes] * len(seeds)
+    all_seeds = [1000 * s + i for s in seeds for i in range(n)]
+    images = generate(pipe, prompts, all_seeds, steps=steps or cfg["steps"],
+                      guidance=cfg["guidance"] if guidance is None else guidance)
+    out: dict[str, Any] = score_attributes(images, scenes * len(seeds))
+    out["n_images"] = len(images)
+    return out
+
+
+def _features(out):
+    """transformers 5 wraps projected features in an output object (``pooler_output``)."""
+    return out if hasattr(out, "norm") else out.pooler_output
+
+
+def clip_retrieval(folder: str | Path, device: str = "cpu", n: int = 500, k: int = 10) -> dict[str, float]:
+    """Held-out real images: share whose true caption ranks first among ``k`` (itself + k-1 others),
+    and the mean cosine of matched vs mismatched pairs."""
+    import torch
+    from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
+
+    model = CLIPModel.from_pretrained(str(folder)).to(device).eval()
+    tok = CLIPTokenizer.from_pretrained(str(folder))
+    proc = CLIPImageProcessor.from_pretrained(str(folder))
+    rng = random.Random(7)
+    scenes = [world.sample_scene(rng, "eval") for _ in range(n)]
+    caps = [world.caption(s) for s in scenes]
+    images = [world.render(s, 64) for s in scenes]
+    with torch.no_grad():
+        px = proc(images=images, return_tensors="pt").pixel_values.to(device)
+        img = torch.nn.functional.normalize(_features(model.get_image_features(pixel_values=px)), dim=-1)
+        uniq = sorted(set(caps))
+        t = tok(uniq, padding="max_length", truncation=True, return_tensors="pt").to(device)
+        txt = torch.nn.functional.normalize(_features(model.get_text_features(**t)), dim=-1)
+    row = {c: i for i, c in enumerate(uniq)}
+    sims = img @ txt.T
+    hits, matched, mismatched = 0, [], []
+    for i, c in enumerate(caps):
+        others = [j for j in range(len(uniq)) if uniq[j] != c]
+        pick = rng.sample(others, k - 1)
+        true = sims[i, row[c]].item()
+        hits += all(true > sims[i, j].item() for j in pick)
+        matched.append(true)
+        mismatched.extend(sims[i, j].item() for j in pick)
+    return {"retrieval_top1_of_10": round(hits / n, 4), "clip_matched": round(float(np.mean(matched)), 4),
+            "clip_mismatched": round(float(np.mean(mismatched)), 4)}
