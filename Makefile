@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Extras: `make run` needs ocr (a default metric); the tests exercise clip, fid and api too.
-EXTRAS ?= dev,clip,fid,ocr,api,app
+EXTRAS ?= dev,clip,fid,ocr,api,app,ray,slurm
 
 .PHONY: run test bench lint clean chromium
 
@@ -31,7 +31,7 @@ chromium:
 	fi
 
 bench: $(STAMP)  ## benchmarks (CPU); each prints its headline figure last
-	@for b in resume local_overhead fid_speed metrics_throughput preference_speed api_throughput zoo_quality; do \
+	@for b in resume local_overhead fid_speed metrics_throughput preference_speed api_throughput ray_scaling zoo_quality; do \
 		echo "== benchmarks/$$b.py"; $(PY) benchmarks/$$b.py || status=1; done; exit $${status:-0}
 
 lint: $(STAMP)

@@ -150,6 +150,8 @@ def prevalidate(overrides: list[str]) -> None:
             continue
         path = o.key_or_group.split("@")[0].split(".")
         head = path[0]
+        if head.startswith("hydra/"):
+            continue  # Hydra's own groups (hydra/launcher=slurm ...): Hydra checks them
         if head not in top:
             raise UserError(f"unknown setting {o.key_or_group!r}.{did_you_mean(head, top)}")
         if head in GROUP_DIRS and len(path) == 1:
