@@ -165,8 +165,9 @@ def main() -> int:
 
     clip = E.clip_retrieval(ZOO_DIR / "toy-clip", dev, n=500)
     print(f"toy CLIP on 500 held-out real images: {clip}")
-    better = max(("toy-unet", "toy-dit"), key=lambda m: figures[m].get("all_three", (0,))[0])
+    better, wins = pick_better(figures)
     other = "toy-dit" if better == "toy-unet" else "toy-unet"
+    print(f"better model: {better} (wins {', '.join(wins)} of all_three, count, ocr_exact, fid)")
     matched, mismatched = clip_on_generated(gen_images[better], all_prompts, dev)
     print(f"toy CLIP-score on {better}'s images: matched {matched:.2f} vs mismatched {mismatched:.2f}")
 
@@ -198,7 +199,6 @@ def main() -> int:
     ]
     if run_s is not None:
         bars.append(("harness run <= 600 s", run_s <= 600, f"{run_s:.0f} s"))
-    print(f"\nbetter model: {better}")
     for label, ok, value in bars:
         print(f"  [{'ok' if ok else 'FAIL'}] {label}: {value}")
     if args.json:
@@ -210,6 +210,22 @@ def main() -> int:
     print(f"zoo_quality_bars_met: {held}/{len(bars)} (target >= {len(bars)}/{len(bars)}) "
           f"{'ok' if held == len(bars) else 'FAIL'}")
     return 0
+
+
+def pick_better(figures: dict) -> tuple[str, list[str]]:
+    """The model that wins most headline comparisons: attribute all-three, count and OCR
+    accuracy (higher wins) and FID (lower wins); all-three breaks a tie."""
+    def val(m, k):
+        v = figures[m][k]
+        return v[0] if isinstance(v, (tuple, list)) else v
+
+    wins: dict[str, list[str]] = {"toy-unet": [], "toy-dit": []}
+    for k, higher in (("all_three", True), ("count", True), ("ocr_exact", True), ("fid", False)):
+        a, b = val("toy-unet", k), val("toy-dit", k)
+        if a != b:
+            wins["toy-unet" if (a > b) == higher else "toy-dit"].append(k)
+    better = max(wins, key=lambda m: (len(wins[m]), val(m, "all_three")))
+    return better, wins[better]
 
 
 def clip_on_generated(images, prompts, dev) -> tuple[float, float]:
