@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Extras: `make run` needs ocr (a default metric); the tests exercise clip, fid and api too.
 EXTRAS ?= dev,clip,fid,ocr,api,app,ray,slurm
 
-.PHONY: run test bench lint clean chromium
+.PHONY: run test bench lint clean system-deps
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,17 +17,21 @@ $(STAMP): pyproject.toml
 run: $(STAMP)  ## the embedded default suite, offline, CPU: writes reports/<suite>/latest/
 	$(VENV)/bin/harness run
 
-test: $(STAMP) chromium  ## the default test run (slow/gpu/api tests are opt-in markers)
+test: $(STAMP) system-deps  ## the default test run (slow/gpu/api tests are opt-in markers)
 	$(PY) -m pytest -q
 
-# The browser tests drive Debian's Chromium; installed here when we may (root), else they skip.
-chromium:
-	@if ! command -v chromium >/dev/null 2>&1; then \
+# Debian packages some tests drive: Chromium (the rating app in a real browser) and tesseract (the
+# second OCR engine). Installed here when we may (root with apt-get), else those tests skip.
+SYSTEM_PACKAGES := chromium:chromium tesseract:tesseract-ocr
+system-deps:
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			echo "installing Debian's chromium for the browser tests"; \
-			apt-get install -y -qq chromium >/dev/null 2>&1 || \
-			(apt-get update -qq && apt-get install -y -qq chromium >/dev/null); \
-		else echo "note: no Chromium (apt-get install chromium); the browser tests will be skipped"; fi; \
+			echo "installing Debian's$$missing for the tests"; \
+			apt-get install -y -qq $$missing >/dev/null 2>&1 || \
+			(apt-get update -qq && apt-get install -y -qq $$missing >/dev/null); \
+		else echo "note: missing$$missing (apt-get install$$missing); the tests that need them will be skipped"; fi; \
 	fi
 
 bench: $(STAMP)  ## benchmarks (CPU); each prints its headline figure last

@@ -19,7 +19,9 @@ class ScoreInput:
     """Record key."""
     model: str
     image: Any
-    """The stored image as an opened (lazily decoded) PIL image; call :func:`as_rgb` to decode."""
+    """The stored image: for per-image metrics an opened (lazily decoded) PIL image, for set
+    metrics its file path (a set can hold more images than a process may keep files open).
+    :func:`as_rgb` decodes either."""
     prompt: Mapping[str, Any]
     """The prompt as stored (text, tags, expected_text, meta)."""
 
@@ -94,12 +96,22 @@ class Metric:
 
 
 def as_rgb(image: Any):
-    """An RGB PIL image from any PIL mode (alpha composited on white, grey expanded) or an
-    HxW / HxWx3 / HxWx4 uint8 array. Raises on corrupt or truncated files (the decode happens
-    here, on the caller's thread)."""
+    """An RGB PIL image from an image file's path, a PIL image of any mode (alpha composited on
+    white, grey expanded) or an HxW / HxWx3 / HxWx4 uint8 array. Raises on corrupt or truncated
+    files (the decode happens here, on the caller's thread). 8-bit RGB PNG files, what the store
+    holds, are decoded by libspng when it is installed (:mod:`harness.metrics.decode`)."""
+    import os
+
     from PIL import Image
 
-    if not isinstance(image, Image.Image):
+    from harness.metrics.decode import png_rgb8
+
+    fast = png_rgb8(image)
+    if fast is not None:
+        return Image.fromarray(fast)
+    if isinstance(image, (str, os.PathLike)):
+        image = Image.open(image)  # load() below decodes and closes the file
+    elif not isinstance(image, Image.Image):
         import numpy as np
 
         image = Image.fromarray(np.asarray(image))

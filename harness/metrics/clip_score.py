@@ -19,12 +19,12 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from harness.config import ConfigError, did_you_mean
 from harness.metrics.base import Metric, ScoreInput, as_rgb
+from harness.metrics.prefetch import batched, prefetch_map, resolve_workers
 from harness.zoo.paths import resolve_path
 
 log = logging.getLogger(__name__)
@@ -98,13 +98,13 @@ class ClipScore(Metric):
         # Runtime only: they don't change the number, so describe() leaves them out.
         "batch_size": 32,
         "device": "auto",
-        "workers": 2,
+        "workers": "auto",
     }
     """backend: open_clip | transformers. model: open_clip architecture name or transformers hub
     id. pretrained: open_clip weights tag (ignored by transformers). checkpoint: a local weights
     file or folder, used instead of downloading. scale: score = scale * max(cos, 0).
     batch_size (images per forward pass), device (auto: cuda, mps, cpu) and workers (decoding
-    threads) don't change the number."""
+    threads; auto = one per core, 0 = none) don't change the number."""
     runtime = ("batch_size", "device", "workers")
 
     def __init__(self, *, name: str, settings: dict[str, Any] | None = None) -> None:
@@ -131,7 +131,7 @@ class ClipScore(Metric):
         # decoding and resizing the next batch (thread pool) overlaps the current forward pass.
         self.batch_size = 4 * self.model_batch
         self.device_setting = device
-        self.workers = max(1, int(workers))
+        self.workers = resolve_workers(workers, name=f"metrics.{name}.settings.workers")
         self._m: _Loaded | None = None
         self._weights: str | None = None
 
@@ -177,45 +177,36 @@ class ClipScore(Metric):
                 todo.append((i, text))
         if todo:
             m = self._load()
-            batches = [todo[k : k + self.model_batch] for k in range(0, len(todo), self.model_batch)]
-            with ThreadPoolExecutor(self.workers, thread_name_prefix="clip-prep") as pool:
-                futures = [pool.submit(self._prepare, m, [(i, items[i].image, t) for i, t in b])
-                           for b in batches]
-                for fut in futures:
-                    ok, pixels, tokens, truncated, bad = fut.result()
-                    for i, reason in bad:
+
+            def prep(entry: tuple[int, str]) -> tuple[int, Any, str, str | None]:
+                i, text = entry
+                try:
+                    return i, m.preprocess(as_rgb(items[i].image)), text, None
+                except Exception as e:  # a corrupt file: recorded, the other images still count
+                    return i, None, text, f"unreadable image: {type(e).__name__}: {e}"
+
+            # One image per task on the pool, up to two model batches ahead: decoding and resizing
+            # overlap the forward pass.
+            ready = prefetch_map(prep, todo, workers=self.workers,
+                                 ahead=2 * self.model_batch + self.workers, name="clip-prep")
+            for group in batched(ready, self.model_batch):
+                for i, _, _, reason in group:
+                    if reason is not None:
                         out[i] = (None, {"skipped": reason})
-                    if not ok:
-                        continue
-                    with torch.inference_mode():
-                        img = m.encode_image(pixels.to(m.device))
-                        txt = m.encode_text({k: v.to(m.device) for k, v in tokens.items()})
-                        img = torch.nn.functional.normalize(img.float(), dim=-1)
-                        txt = torch.nn.functional.normalize(txt.float(), dim=-1)
-                        cos = (img * txt).sum(-1).cpu().tolist()
-                    for i, c, tr in zip(ok, cos, truncated, strict=True):
-                        out[i] = (self.settings["scale"] * max(c, 0.0),
-                                  {"cos": c, "truncated": tr, "device": m.device})
+                good = [(i, px, text) for i, px, text, reason in group if reason is None]
+                if not good:
+                    continue
+                tokens, truncated = m.tokenize([text for _, _, text in good])
+                with torch.inference_mode():
+                    img = m.encode_image(torch.stack([px for _, px, _ in good]).to(m.device))
+                    txt = m.encode_text({k: v.to(m.device) for k, v in tokens.items()})
+                    img = torch.nn.functional.normalize(img.float(), dim=-1)
+                    txt = torch.nn.functional.normalize(txt.float(), dim=-1)
+                    cos = (img * txt).sum(-1).cpu().tolist()
+                for (i, _, _), c, tr in zip(good, cos, truncated, strict=True):
+                    out[i] = (self.settings["scale"] * max(c, 0.0),
+                              {"cos": c, "truncated": tr, "device": m.device})
         return [o if o is not None else (None, {"skipped": "not scored"}) for o in out]
-
-    @staticmethod
-    def _prepare(m: _Loaded, batch: list[tuple[int, Any, str]]):
-        """Decode, convert and resize one batch (runs on the thread pool)."""
-        import torch
-
-        ok, pix, texts, bad = [], [], [], []
-        for i, image, text in batch:
-            try:
-                pix.append(m.preprocess(as_rgb(image)))
-            except Exception as e:  # a corrupt file: recorded, the other images still count
-                bad.append((i, f"unreadable image: {type(e).__name__}: {e}"))
-                continue
-            ok.append(i)
-            texts.append(text)
-        if not ok:
-            return [], None, None, [], bad
-        tokens, truncated = m.tokenize(texts)
-        return ok, torch.stack(pix), tokens, truncated, bad
 
     def _load(self) -> _Loaded:
         if self._m is None:

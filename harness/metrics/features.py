@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from harness.config import ConfigError, did_you_mean
+from harness.metrics.prefetch import batched, cpu_count, prefetch_map
 
 INCEPTION_ENV = "HARNESS_FID_INCEPTION_WEIGHTS"
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
@@ -52,9 +54,15 @@ def load_rgb(source: Any, name: str | None = None) -> tuple[Any, str | None]:
     Grayscale, palette and RGBA images are converted with PIL's ``convert("RGB")`` (alpha is
     dropped, as clean-fid and torch-fidelity do); the caller records that it happened. A file
     that can't be decoded (a path, or a lazily opened PIL image) raises FeatureError naming it
-    (``name``, else the path)."""
+    (``name``, else the path). 8-bit RGB PNG files are decoded by libspng when it is installed
+    (:mod:`harness.metrics.decode`: same pixels, about twice as fast)."""
     from PIL import Image
 
+    from harness.metrics.decode import png_rgb8
+
+    fast = png_rgb8(source)
+    if fast is not None:
+        return Image.fromarray(fast), None
     try:
         if isinstance(source, (str, os.PathLike)):
             with Image.open(source) as im:
@@ -100,6 +108,7 @@ class FeatureExtractor:
         self.model: Any = None
         self.calls = 0
         """Number of :meth:`extract` calls that ran the model (tests count cache hits)."""
+        self._calls_lock = threading.Lock()
         self._weights_id: str | None = None
 
     # -- identity ----------------------------------------------------------------------------
@@ -153,49 +162,80 @@ class FeatureExtractor:
     def forward_uint8(self, batch: np.ndarray) -> np.ndarray:
         """Features of an already resized ``(n, size, size, 3)`` uint8 batch."""
         self.load()
-        self.calls += 1
+        with self._calls_lock:
+            self.calls += 1
         return np.asarray(self._forward(batch), dtype=np.float32)
 
     def extract_all(self, sources: Sequence[Any], *, names: Sequence[str] | None = None,
                     on_converted: Callable[[Any, str], None] | None = None,
                     workers: int | None = None) -> np.ndarray:
-        """Features of many images (paths or PIL images), decoding and resizing the next batch in
-        a thread pool while the model runs on the current one. ``on_converted(source, mode)`` is
-        called for each image that was not RGB; ``names`` name the images in errors."""
+        """Features of many images (paths or PIL images). ``on_converted(source, mode)`` is called
+        for each image that was not RGB; ``names`` name the images in errors.
+
+        On a GPU (or with one stream), threads (``workers``, default one per core) decode and
+        resize images, one per task, up to two batches ahead of the model. On the CPU the model
+        itself needs every core, so nothing is left to overlap with; there the batches run as
+        :meth:`cpu_streams` streams, each decoding its own batch and running the model on a share
+        of the cores, so one stream's decoding overlaps the others' compute (and small batched
+        kernels scale better across streams than across the threads of one call). ``workers=0``
+        does everything in this
+        thread, in order. ``on_converted`` may be called from several threads."""
         if not sources:
             return np.zeros((0, self.dim), np.float32)
         self.load()
 
         named = list(zip(sources, names if names is not None else [None] * len(sources), strict=True))
 
-        def prep(chunk: Sequence[tuple[Any, str | None]]) -> np.ndarray:
-            out = []
-            for s, name in chunk:
-                img, mode = load_rgb(s, name)
-                if mode is not None and on_converted is not None:
-                    on_converted(s, mode)
-                out.append(resize_uint8(img, self.input_size))
-            return np.stack(out)
+        def prep_one(item: tuple[Any, str | None]) -> np.ndarray:
+            s, name = item
+            img, mode = load_rgb(s, name)
+            if mode is not None and on_converted is not None:
+                on_converted(s, mode)
+            return resize_uint8(img, self.input_size)
 
-        chunks = [named[i : i + self.batch_size] for i in range(0, len(named), self.batch_size)]
-        feats = []
-        if workers is None:
-            # Two decoding threads measured best on a 2-core machine (benchmarks/
-            # metrics_throughput.py); 0 decodes in this thread, without overlap.
-            workers = 2
+        def prep(chunk: Sequence[tuple[Any, str | None]]) -> np.ndarray:
+            return np.stack([prep_one(item) for item in chunk])
+
+        bs = self.batch_size
+        chunks = [named[i : i + bs] for i in range(0, len(named), bs)]
         if workers == 0:
             return np.concatenate([self.forward_uint8(prep(c)) for c in chunks])
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            # At most two batches ahead: bounded memory, and the model never waits on decoding
-            # unless decoding is slower than the forward pass.
-            pending = [pool.submit(prep, c) for c in chunks[:2]]
-            nxt = 2
-            while pending:
-                batch = pending.pop(0).result()
-                if nxt < len(chunks):
-                    pending.append(pool.submit(prep, chunks[nxt]))
-                    nxt += 1
-                feats.append(self.forward_uint8(batch))
+        streams = self.cpu_streams() if len(chunks) > 1 else 1
+        if streams > 1:
+            return self._extract_streams(chunks, prep, streams)
+        # One image per task on every core, two batches (and one image per thread) ahead: the
+        # model never waits unless decoding, on all cores together, is slower than the model.
+        workers = cpu_count() if workers is None else workers
+        arrays = prefetch_map(prep_one, named, workers=workers, ahead=2 * bs + workers, name="features-prep")
+        return np.concatenate([self.forward_uint8(np.stack(b)) for b in batched(arrays, bs)])
+
+    streams: int | None = None
+    """CPU streams for :meth:`extract_all`; None = :meth:`cpu_streams` decides."""
+
+    def cpu_streams(self) -> int:
+        """How many batches run at once on the CPU: one per core up to 4 (a stream holds one
+        batch's activations), each with ``threads // streams`` torch threads; 1 on a GPU."""
+        if self._device() != "cpu":
+            return 1
+        if self.streams is not None:
+            return max(1, int(self.streams))
+        import torch
+
+        return max(1, min(4, torch.get_num_threads()))
+
+    def _extract_streams(self, chunks: list, prep: Callable[[Any], np.ndarray], streams: int) -> np.ndarray:
+        import torch
+
+        threads = torch.get_num_threads()
+        # Process-wide: each calling thread then runs its ops on its own team of this many threads.
+        torch.set_num_threads(max(1, threads // streams))
+        try:
+            with ThreadPoolExecutor(max_workers=streams, thread_name_prefix="features") as pool:
+                # map keeps the order; a stream takes the next batch when it finishes one, so at
+                # most ``streams`` batches are decoded or in the model at any time.
+                feats = list(pool.map(lambda c: self.forward_uint8(prep(c)), chunks))
+        finally:
+            torch.set_num_threads(threads)
         return np.concatenate(feats)
 
     def close(self) -> None:

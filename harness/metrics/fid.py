@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.config import ConfigError
 from harness.metrics.base import Metric, ScoreInput
 from harness.metrics.features import (
     RESIZE_FILTER,
@@ -247,18 +248,36 @@ class FID(Metric):
         "kid_subsets": 100,
         "kid_subset_size": 1000,
         "kid_seed": 0,
+        # Runtime only: they don't change the number, so describe() leaves them out.
+        "device": "auto",
+        "batch_size": 32,
+        "cpu_streams": "auto",
     }
     """features: extractor name (efficientnet_lite0, inception, clip); weights: weights file (or
     open_clip tag) when the extractor needs one; clip_model: open_clip model name or config JSON
-    (features=clip only); reference: folder, .npz, ``suite`` or None; kid_*: KID subsets."""
+    (features=clip only); reference: folder, .npz, ``suite`` or None; kid_*: KID subsets.
+    device (auto: cuda, else cpu), batch_size (images per forward pass) and cpu_streams (batches
+    in flight on the CPU; auto = one per core up to 4) don't change the number."""
+    runtime = ("device", "batch_size", "cpu_streams")
 
     def __init__(self, *, name: str, settings: Mapping[str, Any] | None = None) -> None:
         super().__init__(name=name, settings=settings)
         s = self.settings
-        kwargs: dict[str, Any] = {"weights": s["weights"]}
+        device = None if s["device"] in (None, "auto") else str(s["device"])
+        kwargs: dict[str, Any] = {"weights": s["weights"], "device": device}
         if s["features"] == "clip":
             kwargs["clip_model"] = s["clip_model"]
         self.extractor: FeatureExtractor = build_extractor(s["features"], **kwargs)
+        for key in ("batch_size", "cpu_streams"):
+            v = s[key]
+            if key == "cpu_streams" and v in (None, "auto"):
+                continue
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"metrics.{name}.settings.{key}: must be an integer >= 1"
+                                  + (" or auto" if key == "cpu_streams" else "") + f", got {v!r}.")
+        self.extractor.batch_size = int(s["batch_size"])
+        if s["cpu_streams"] not in (None, "auto"):
+            self.extractor.streams = int(s["cpu_streams"])
         self._ref: Reference | None = None
         self._folder_memo: tuple[tuple, str] | None = None
 

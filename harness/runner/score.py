@@ -64,7 +64,7 @@ def score_run(store: Store, run_id: str, metrics: Mapping[str, Metric], *,
                 prev = existing.get((model, next(iter(metric.stored_names())), h))
                 if prev and prev["extra"].get("images_hash") == images_hash:
                     continue
-                items = [_input(store, r, prompts) for r in recs]
+                items = [_input(store, r, prompts, opened=False) for r in recs]
                 value, extra = metric.score_set(items)
                 for stored, v in _outputs(metric, value):
                     store.put_set_score(run_id, model, stored, h, v, len(items), settings,
@@ -90,11 +90,14 @@ def _num(v: Any) -> float | None:
     return None if v is None else float(v)
 
 
-def _input(store: Store, rec: dict, prompts: Mapping[str, dict]) -> ScoreInput:
-    # Opened, not decoded: metrics decode (as_rgb) on their own worker threads, and a corrupt
-    # file becomes that image's recorded skip instead of stopping the stage.
+def _input(store: Store, rec: dict, prompts: Mapping[str, dict], *, opened: bool = True) -> ScoreInput:
+    """Per-image metrics get the image opened, not decoded: they decode (as_rgb) on their own
+    worker threads, and a corrupt file becomes that image's recorded skip instead of stopping the
+    stage. Set metrics get the path: an opened image holds its file open until decoded, and one
+    model's set can hold more images than a process may keep files open (often 1,024)."""
     from PIL import Image
 
     prompt = prompts.get(rec["prompt_id"], {"id": rec["prompt_id"], "text": rec["request"]["prompt"]})
+    path = store.image_path(rec["image_sha256"])
     return ScoreInput(key=rec["key"], model=rec["model"],
-                      image=Image.open(store.image_path(rec["image_sha256"])), prompt=prompt)
+                      image=Image.open(path) if opened else path, prompt=prompt)

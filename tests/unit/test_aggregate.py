@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from PIL import Image
 
 from harness.leaderboard.render import render_markdown
 from harness.leaderboard.table import build_leaderboard, mean_ci
-from harness.metrics.base import Metric
+from harness.metrics.base import Metric, as_rgb
 from harness.runner.score import score_run
 from harness.store import Store
 from harness.types import GenRequest, GenResult, Prompt
@@ -125,3 +126,35 @@ def test_same_store_same_numbers_and_report(store):
     assert md == render_markdown(b)
     assert "(N=4)" in md and "percentile bootstrap" in md
     assert "## fake.hit by tag" in md and "(3)" in md
+
+
+class _OpenFiles(Metric):
+    """A set metric that counts this process's open files while it scores (Linux /proc)."""
+
+    kind = "open_files"
+    per = "set"
+    seen: list[tuple[int, float]] = []
+
+    def score_set(self, items):
+        import os
+
+        n_open = len(os.listdir("/proc/self/fd"))
+        red = float(np.mean([np.asarray(as_rgb(it.image))[..., 0].mean() for it in items]))
+        type(self).seen.append((n_open, red))
+        return red, {}
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_set_metrics_get_paths_not_open_files(store):
+    # Opened images would hold 6 files per model open; a set of 10,000 would exceed the
+    # common 1,024 open-file limit.
+    import os
+
+    base = len(os.listdir("/proc/self/fd"))
+    _OpenFiles.seen = []
+    score_run(store, "r1", {"files": _OpenFiles(name="files")}, progress=False)
+    assert len(_OpenFiles.seen) == 2
+    for n_open, _ in _OpenFiles.seen:
+        assert n_open - base < 3
+    reds = dict(zip(["m1", "m2"], [r for _, r in _OpenFiles.seen], strict=True))
+    assert reds["m1"] > 200 > 100 > reds["m2"]  # decoded from the paths: m1 ~220, m2 ~80

@@ -86,6 +86,10 @@ def test_open_clip_matches_hand_computation(oc_checkpoint):
     assert all(e["truncated"] is False for _, e in out)
     assert all(v >= 0 for v, _ in out)
     assert min(cos) < 0 < max(cos)  # both the clamp and the scale are exercised
+    # Decoding in this thread, or on 3 threads ahead of the model: the same numbers, same order.
+    for workers in (0, 3):
+        again = _oc_metric(oc_checkpoint, workers=workers).score_images(_items(images, PROMPTS))
+        assert [e["cos"] for _, e in again] == pytest.approx(cos, abs=1e-6)
 
 
 def test_open_clip_describe_stores_what_changes_the_number(oc_checkpoint, tmp_path):

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from harness.config import ConfigError
 from harness.leaderboard.render import _fid_note
 from harness.leaderboard.table import Leaderboard
 from harness.metrics.base import ScoreInput
@@ -331,6 +332,39 @@ def test_describe_stores_what_changes_the_number(tmp_path):
     assert len(d["extractor"]["weights_id"]) == 64 and len(d["reference_sha256"]) == 64
     assert d["outputs"] == [["fid", False], ["kid", False]]
     assert {"kid_subsets", "kid_subset_size", "kid_seed"} <= set(d)
+
+
+def test_runtime_settings_reach_the_extractor_and_not_the_hash(tmp_path):
+    ref = str(_folder(tmp_path, 2))
+    base = FID(name="fid", settings={"reference": ref})
+    tuned = FID(name="fid", settings={"reference": ref, "device": "cpu", "batch_size": 8,
+                                      "cpu_streams": 3})
+    assert tuned.settings_hash() == base.settings_hash()
+    assert not {"device", "batch_size", "cpu_streams"} & set(tuned.describe())
+    assert tuned.extractor.batch_size == 8 and tuned.extractor.cpu_streams() == 3
+    assert tuned.extractor._device() == "cpu"
+    for key, bad in [("batch_size", 0), ("cpu_streams", "two"), ("batch_size", True)]:
+        with pytest.raises(ConfigError, match=f"metrics.fid.settings.{key}: must be an integer >= 1"):
+            FID(name="fid", settings={key: bad})
+
+
+def test_score_stage_paths_and_corrupt_files_among_them(tmp_path):
+    # The score stage hands set metrics file paths; a corrupt one is named by its record key.
+    ref = _folder(tmp_path, 4)
+    gen = _folder(tmp_path, 5, seed=5, name="gen")
+    data = (gen / "003.png").read_bytes()
+    (gen / "003.png").write_bytes(data[:70])
+    paths = sorted(gen.glob("*.png"))
+    items = [ScoreInput(key=f"k{i}", model="m", image=p, prompt={}) for i, p in enumerate(paths)]
+    m = _metric(tmp_path, reference=str(ref))
+    m.extractor.batch_size = 2  # three batches, so several streams on the CPU
+    value, extra = m.score_set(items)
+    assert value == {"fid": None, "kid": None}
+    assert "image k3 (model m) can't be decoded" in extra["skipped"]
+    (gen / "003.png").write_bytes(data)
+    v_paths, _ = m.score_set(items)
+    opened = [ScoreInput(key=it.key, model="m", image=Image.open(it.image), prompt={}) for it in items]
+    assert v_paths == m.score_set(opened)[0] and v_paths["fid"] > 0
 
 
 def test_report_note_warns_on_small_n_and_shows_kid():

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import itertools
+import os
+import re
 import shutil
 from collections import Counter
 from functools import lru_cache
@@ -241,11 +243,45 @@ def test_rapidocr_wrong_and_partial_text_score_low():
                  "ned": 0.0, "cer": 1.0} and bx["read"] == ""
 
 
-@pytest.mark.skipif(find_spec("pytesseract") is None or shutil.which("tesseract") is None,
-                    reason="pytesseract or the tesseract binary not installed")
-def test_tesseract_engine_reads_large_clean_text():
-    m = OCRScore(name="ocr", settings={"engine": "tesseract"})
-    assert m.describe()["engine_version"].startswith("tesseract ")
-    img = _render("HELLO WORLD", "default", 64, (640, 256))
-    (v, extra), = m.score_images([ScoreInput("k", "m", img, {"text": 'says "HELLO WORLD"'})])
-    assert v["word_f1"] >= 0.5, extra
+# CI installs tesseract (make test, as root) and sets HARNESS_REQUIRE_TESSERACT=1: there these
+# tests fail instead of skipping when the binary is missing.
+_has_tesseract = find_spec("pytesseract") is not None and shutil.which("tesseract") is not None
+needs_tesseract = pytest.mark.skipif(
+    not _has_tesseract and not os.environ.get("HARNESS_REQUIRE_TESSERACT"),
+    reason="pytesseract or the tesseract binary not installed (apt-get install tesseract-ocr)")
+
+
+@lru_cache(maxsize=1)
+def _tesseract() -> OCRScore:
+    return OCRScore(name="ocr", settings={"engine": "tesseract"})
+
+
+@needs_tesseract
+def test_tesseract_engine_is_recorded_and_changes_the_settings_hash():
+    m = _tesseract()
+    d = m.describe()
+    assert d["engine"] == "tesseract"
+    assert re.match(r"tesseract \d+\.\d+.* \(pytesseract \d", d["engine_version"]), d["engine_version"]
+    assert m.settings_hash() != OCRScore(name="ocr").settings_hash()
+
+
+@needs_tesseract
+@pytest.mark.parametrize("target, text, font, size, canvas, rot, mode", CASES,
+                         ids=[c[0].split()[0] for c in CASES])
+def test_tesseract_reads_rendered_text(target, text, font, size, canvas, rot, mode):
+    img = _render(target, font, size, canvas, rot, mode)
+    prompt = {"text": text} if text else {"text": "a sign", "expected_text": target}
+    (v, extra), = _tesseract().score_images([ScoreInput("k", "m", img, prompt)])
+    assert v["exact"] == 1.0, extra
+    assert v["cer"] == 0.0 and v["word_f1"] == 1.0
+
+
+@needs_tesseract
+def test_tesseract_wrong_text_and_blank_score_low():
+    out = _tesseract().score_images([
+        ScoreInput("a", "m", _render("CLOSED", "default", 56, (512, 256)), {"text": 'a sign saying "OPEN"'}),
+        ScoreInput("c", "m", Image.new("RGB", (128, 128), "white"), {"text": "x", "expected_text": "HELLO"}),
+    ])
+    (w, wx), (b, bx) = out
+    assert w["exact"] == 0.0 and w["word_f1"] == 0.0 and w["cer"] >= 0.75, wx
+    assert b["exact"] == 0.0 and b["cer"] == 1.0 and bx["read"] == ""
