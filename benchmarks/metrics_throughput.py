@@ -7,6 +7,8 @@ target is >= 0.9 (decoding and resizing run on a thread pool, overlapping the mo
 
 Cases are a list: add one with a ``Case(name, setup)`` whose setup returns the two callables.
 Usage: python benchmarks/metrics_throughput.py [case names...]
+       python benchmarks/metrics_throughput.py --gpu   (GPU cases; --gpu-device=cpu --gpu-n=32
+       --gpu-batch=8 runs them small on the CPU, to check the script)
 """
 
 from __future__ import annotations
@@ -211,6 +213,144 @@ CASES = [Case("clip_score", clip_setup), Case("ocr", ocr_setup),
          Case("fid_features", fid_features_setup, repeats=5)]
 
 
+# -- GPU (--gpu): ViT-L/14-sized CLIP and the FID Inception-v3, random weights, fp32 ---------------
+# Anchors (../shared/design/OFFLINE.md, one H100, fp16, batch 256, bare forward): CLIP ViT-L/14
+# image tower 2,144 images/s; Inception-v3 at 299 px 4,530 images/s fp32.
+
+GPU = {"device": "cuda", "n": 2048, "batch": 256}
+
+
+def _smooth_pngs(tmp: Path, n: int, size: int = 512) -> tuple[list[Image.Image], list[Path]]:
+    rng = np.random.default_rng(0)
+    seeds = [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8) for _ in range(n)]
+
+    def one(i: int) -> tuple[Image.Image, Path]:
+        im = Image.fromarray(seeds[i]).resize((size, size), Image.BICUBIC)
+        p = tmp / f"{i:05d}.png"
+        im.save(p)
+        return im, p
+
+    with ThreadPoolExecutor() as pool:
+        pairs = list(pool.map(one, range(n)))
+    return [a for a, _ in pairs], [b for _, b in pairs]
+
+
+def _sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def gpu_clip_setup(tmp: Path):
+    import open_clip
+    import torch
+
+    from harness.metrics.clip_score import ClipScore
+
+    dev, n, batch = GPU["device"], GPU["n"], GPU["batch"]
+    torch.manual_seed(0)
+    model = open_clip.create_model("ViT-L-14")
+    ckpt = tmp / "vit-l-14-random.pt"
+    torch.save(model.state_dict(), ckpt)
+    images, paths = _smooth_pngs(tmp, n)
+    prompts = [{"text": f"a photo of object number {i} on a table, studio lighting"} for i in range(n)]
+    metric = ClipScore(name="clip_score", settings={"backend": "open_clip", "model": "ViT-L-14",
+                                                    "checkpoint": str(ckpt), "batch_size": batch,
+                                                    "device": dev})
+    metric.describe()
+    metric.score_images(_inputs(paths[:batch], prompts[:batch]))  # load + warm up
+    _, _, preprocess = open_clip.create_model_and_transforms("ViT-L-14")
+    tok = open_clip.get_tokenizer("ViT-L-14")
+    model = model.eval().to(dev)
+    with ThreadPoolExecutor() as pool:
+        pixels = torch.stack(list(pool.map(preprocess, images))).to(dev)
+    tokens = tok([p["text"] for p in prompts]).to(dev)
+
+    def run_metric() -> int:
+        items = _inputs(paths, prompts)
+        for i in range(0, n, metric.batch_size):
+            metric.score_images(items[i : i + metric.batch_size])
+        _sync()
+        return n
+
+    def run_bare() -> int:
+        with torch.inference_mode():
+            for i in range(0, n, batch):
+                img = torch.nn.functional.normalize(model.encode_image(pixels[i : i + batch]), dim=-1)
+                txt = torch.nn.functional.normalize(model.encode_text(tokens[i : i + batch]), dim=-1)
+                (img * txt).sum(-1).tolist()
+        _sync()
+        return n
+
+    def run_image_tower() -> int:
+        with torch.inference_mode():
+            for i in range(0, n, batch):
+                model.encode_image(pixels[i : i + batch])
+        _sync()
+        return n
+
+    print(f"gpu_clip: ViT-L-14 random weights, fp32, {n} PNGs of 512 px, batch {batch}, "
+          f"{metric.workers} decoding threads, PNG decoder {_decoder()} (anchor: image tower "
+          "2,144 images/s fp16)")
+    return run_metric, run_bare, {"bare image tower only": run_image_tower}
+
+
+def gpu_inception_setup(tmp: Path):
+    import torch
+
+    from harness.metrics.features import InceptionV3FID, resize_uint8
+    from harness.metrics.inception import fid_inception_v3
+
+    dev, n, batch = GPU["device"], GPU["n"], GPU["batch"]
+    torch.manual_seed(0)
+    weights = tmp / "inception-random.pth"
+    torch.save(fid_inception_v3().state_dict(), weights)
+    images, paths = _smooth_pngs(tmp, n)
+    ex = InceptionV3FID(weights=str(weights), device=dev)
+    ex.batch_size = batch
+    ex.extract_all(paths[:batch])  # load + warm up
+    with ThreadPoolExecutor() as pool:
+        arr = np.stack(list(pool.map(lambda im: resize_uint8(im, ex.input_size), images)))
+    pixels = torch.from_numpy(arr).to(dev).permute(0, 3, 1, 2).float().div(255).mul(2).sub(1)
+    pixels = pixels.contiguous(memory_format=torch.channels_last)
+
+    def run_metric() -> int:
+        ex.extract_all([it.image for it in _inputs(paths, [{}] * n)])
+        _sync()
+        return n
+
+    def run_bare() -> int:
+        with torch.inference_mode():
+            for i in range(0, n, batch):
+                ex.model(pixels[i : i + batch]).cpu().numpy()
+        _sync()
+        return n
+
+    def run_decode_only() -> int:
+        # The ceiling the CPU sets: decode + resize on every core, no model.
+        from harness.metrics.features import load_rgb
+        from harness.metrics.prefetch import cpu_count, prefetch_map
+
+        for _ in prefetch_map(lambda p: resize_uint8(load_rgb(p)[0], ex.input_size), paths,
+                              workers=cpu_count(), ahead=4 * cpu_count()):
+            pass
+        return n
+
+    print(f"gpu_inception: FID Inception-v3 random weights, fp32, {n} PNGs of 512 px -> 299 px, "
+          f"batch {batch}, PNG decoder {_decoder()} (anchor: 4,530 images/s fp32)")
+    return run_metric, run_bare, {"decode + resize alone, every core": run_decode_only}
+
+
+def _decoder() -> str:
+    from harness.metrics import decode
+
+    return decode.decoder_name()
+
+
+GPU_CASES = [Case("gpu_clip", gpu_clip_setup), Case("gpu_inception", gpu_inception_setup)]
+
+
 def _best(fn: Callable[[], int], repeats: int) -> tuple[float, float]:
     """Best images/s of ``repeats`` passes (the least disturbed by other work on the machine),
     and the least CPU seconds per image (all threads of this process)."""
@@ -223,8 +363,16 @@ def _best(fn: Callable[[], int], repeats: int) -> tuple[float, float]:
     return best, cpu
 
 
-def main(names: list[str]) -> int:
-    cases = [c for c in CASES if not names or c.name in names]
+def main(argv: list[str]) -> int:
+    names = [a for a in argv if not a.startswith("--")]
+    pool = CASES
+    for a in argv:
+        if a == "--gpu" or a.startswith("--gpu-"):
+            pool = GPU_CASES
+        if a.startswith("--gpu-"):  # --gpu-device=cpu --gpu-n=64 --gpu-batch=16: a dry run
+            key, _, value = a[len("--gpu-"):].partition("=")
+            GPU[key] = value if key == "device" else int(value)
+    cases = [c for c in pool if not names or c.name in names]
     ratios = []
     for case in cases:
         with tempfile.TemporaryDirectory() as tmp:

@@ -178,8 +178,8 @@ class FeatureExtractor:
         :meth:`cpu_streams` streams, each decoding its own batch and running the model on a share
         of the cores, so one stream's decoding overlaps the others' compute (and small batched
         kernels scale better across streams than across the threads of one call). ``workers=0``
-        does everything in this
-        thread, in order. ``on_converted`` may be called from several threads."""
+        does everything in this thread, in order. ``on_converted`` may be called from several
+        threads."""
         if not sources:
             return np.zeros((0, self.dim), np.float32)
         self.load()
