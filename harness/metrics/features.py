@@ -18,6 +18,7 @@ Registered extractors (``@register``); heavy imports (torch, timm, open_clip) ha
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -29,6 +30,8 @@ import numpy as np
 
 from harness.config import ConfigError, did_you_mean
 from harness.metrics.prefetch import batched, cpu_count, prefetch_map
+
+log = logging.getLogger(__name__)
 
 INCEPTION_ENV = "HARNESS_FID_INCEPTION_WEIGHTS"
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
@@ -101,6 +104,12 @@ class FeatureExtractor:
     input_size: int = 0
     dim: int = 0
     batch_size: int = 32
+    torch_input: ClassVar[bool] = False
+    """``_forward`` also takes a uint8 NHWC torch tensor on the device (so images can be
+    resized there: :mod:`harness.metrics.resize`)."""
+    resize_on_device: bool | None = None
+    """Resize on the model's device instead of with PIL on the CPU (bit-identical); None =
+    when the device is not the CPU and the extractor takes tensors."""
 
     def __init__(self, *, weights: str | None = None, device: str | None = None) -> None:
         self.weights = weights
@@ -109,6 +118,7 @@ class FeatureExtractor:
         self.calls = 0
         """Number of :meth:`extract` calls that ran the model (tests count cache hits)."""
         self._calls_lock = threading.Lock()
+        self._resize_checked: dict[tuple[int, ...], bool] = {}
         self._weights_id: str | None = None
 
     # -- identity ----------------------------------------------------------------------------
@@ -206,8 +216,57 @@ class FeatureExtractor:
         # One image per task on every core, two batches (and one image per thread) ahead: the
         # model never waits unless decoding, on all cores together, is slower than the model.
         workers = cpu_count() if workers is None else workers
-        arrays = prefetch_map(prep_one, named, workers=workers, ahead=2 * bs + workers, name="features-prep")
+        ahead = 2 * bs + workers
+        if self._resizes_on_device():
+            # The cores only decode; PIL's bicubic resize runs on the device, bit for bit.
+            def decode_one(item: tuple[Any, str | None]) -> np.ndarray:
+                s, name = item
+                img, mode = load_rgb(s, name)
+                if mode is not None and on_converted is not None:
+                    on_converted(s, mode)
+                return np.asarray(img, dtype=np.uint8)
+
+            arrays = prefetch_map(decode_one, named, workers=workers, ahead=ahead, name="features-decode")
+            return np.concatenate([self.forward_uint8(self._device_resize(b)) for b in batched(arrays, bs)])
+        arrays = prefetch_map(prep_one, named, workers=workers, ahead=ahead, name="features-prep")
         return np.concatenate([self.forward_uint8(np.stack(b)) for b in batched(arrays, bs)])
+
+    def _resizes_on_device(self) -> bool:
+        if self.resize_on_device is not None:
+            return bool(self.resize_on_device) and self.torch_input
+        return self.torch_input and self._device() != "cpu"
+
+    def _device_resize(self, arrays: list[np.ndarray]) -> Any:
+        """Resize decoded images on the device, exactly as PIL would; a shape whose first
+        image does not match the installed PIL (another Pillow release) goes through PIL."""
+        import torch
+        from PIL import Image
+
+        from harness.metrics.resize import chunk_for, resize_bicubic, verify
+
+        size, dev = self.input_size, self._device()
+        out: list[Any] = [None] * len(arrays)
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, a in enumerate(arrays):
+            by_shape.setdefault(a.shape, []).append(i)
+        for shape, idx in by_shape.items():
+            ok = self._resize_checked.get(shape)
+            if ok is None:
+                ok = self._resize_checked[shape] = verify(arrays[idx[0]], size)
+                if not ok:
+                    log.warning("%s: the device resize differs from this PIL for %s images; "
+                                "resizing those with PIL", self.name, shape)
+            if not ok:
+                for i in idx:
+                    out[i] = torch.tensor(resize_uint8(Image.fromarray(arrays[i]), size)).to(dev)
+                continue
+            step = chunk_for(shape[0], shape[1], size)
+            for k in range(0, len(idx), step):
+                part = idx[k : k + step]
+                batch = torch.from_numpy(np.stack([arrays[i] for i in part])).to(dev)
+                for i, r in zip(part, resize_bicubic(batch, size), strict=True):
+                    out[i] = r
+        return torch.stack(out)
 
     streams: int | None = None
     """CPU streams for :meth:`extract_all`; None = :meth:`cpu_streams` decides."""
@@ -264,10 +323,14 @@ def build_extractor(name: str, **kwargs: Any) -> FeatureExtractor:
     return EXTRACTORS[name](**kwargs)
 
 
-def _torch_batch(batch: np.ndarray, device: str) -> Any:
+def _torch_batch(batch: Any, device: str) -> Any:
+    """A uint8 NHWC batch (numpy, or a torch tensor already resized on the device) as float
+    NCHW in [0, 1], channels-last, on ``device``."""
     import torch
 
-    x = torch.from_numpy(np.ascontiguousarray(batch)).to(device)
+    if not isinstance(batch, torch.Tensor):
+        batch = torch.from_numpy(np.ascontiguousarray(batch))
+    x = batch.to(device)
     # NHWC pixels are already channels-last: keeping that layout makes CPU convolutions ~1.7x
     # faster than NCHW (EfficientNet-Lite0, 2 cores).
     x = x.permute(0, 3, 1, 2).float().div_(255.0)
@@ -288,6 +351,7 @@ class EfficientNetLite0(FeatureExtractor):
     reference (it classifies skimage's chelsea as a tabby at p=0.77, against 0.61 for the plain
     variant with ImageNet mean/std)."""
 
+    torch_input = True
     label = "FID (EfficientNet-Lite0 features), not comparable to published FID"
     input_size = 224
     dim = 1280
@@ -352,6 +416,7 @@ class InceptionV3FID(FeatureExtractor):
     """The TF FID Inception-v3 (pool3, 2048-d) with weights from a file the user provides:
     ``weights`` or the ``HARNESS_FID_INCEPTION_WEIGHTS`` environment variable."""
 
+    torch_input = True
     label = "FID (Inception-v3 pool3, TF FID weights)"
     input_size = 299
     dim = 2048
@@ -413,6 +478,7 @@ class CLIPImage(FeatureExtractor):
     config JSON; ``weights`` a checkpoint path (or an open_clip pretrained tag, which needs the
     hub). Features are the image embeddings, not L2-normalised."""
 
+    torch_input = True
     label = "FD-CLIP (CLIP image features)"
     dim = 0
 

@@ -69,6 +69,12 @@ def test_efficientnet_lite0_loads_package_weights_and_gives_1280_d(lite0):
     # Prefetching batches in a thread pool gives the same features in the same order.
     lite0.batch_size = 2
     assert np.allclose(lite0.extract_all(_photos(3)), f, atol=1e-5)
+    # The GPU path (decode on the cores, PIL's resize on the device, bit for bit), run on the CPU.
+    lite0.streams, lite0.resize_on_device = 1, True
+    try:
+        assert np.array_equal(lite0.extract_all(_photos(3)), lite0.extract_all(_photos(3), workers=0))
+    finally:
+        lite0.streams = lite0.resize_on_device = None
 
 
 def test_efficientnet_lite0_classifies_a_cat_photo_as_a_cat(lite0):
