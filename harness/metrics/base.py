@@ -24,6 +24,9 @@ class ScoreInput:
     :func:`as_rgb` decodes either."""
     prompt: Mapping[str, Any]
     """The prompt as stored (text, tags, expected_text, meta)."""
+    image_sha256: str | None = None
+    """The stored image's content hash (set by the score stage): metrics may cache per-image
+    work under it."""
 
 
 class Metric:

@@ -232,6 +232,49 @@ def load_npz_reference(path: Path, dim: int) -> Reference:
 # -- the metric -----------------------------------------------------------------------------------
 
 
+class FeatureCache:
+    """Per-image features of one extractor (its identity hashed into the file name) in a small
+    SQLite file: image sha256 -> float32 vector. Rows of the wrong length are ignored."""
+
+    def __init__(self, root: Path, extractor: FeatureExtractor) -> None:
+        key = sha256_hex(canonical_json({"v": CACHE_VERSION, "extractor": extractor.describe()}))[:32]
+        root.mkdir(parents=True, exist_ok=True)
+        self.path = root / f"{extractor.name}-{key}.sqlite"
+        self.dim = extractor.dim
+
+    def _connect(self) -> Any:
+        import sqlite3
+
+        con = sqlite3.connect(self.path, timeout=60)
+        con.execute("CREATE TABLE IF NOT EXISTS features (sha256 TEXT PRIMARY KEY, vec BLOB NOT NULL)")
+        return con
+
+    def get(self, shas: Sequence[str]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        con = self._connect()
+        try:
+            unique = sorted(set(shas))
+            for i in range(0, len(unique), 500):
+                part = unique[i : i + 500]
+                rows = con.execute(f"SELECT sha256, vec FROM features WHERE sha256 IN "
+                                   f"({','.join('?' * len(part))})", part).fetchall()
+                for sha, blob in rows:
+                    if len(blob) == 4 * self.dim:
+                        out[sha] = np.frombuffer(blob, dtype=np.float32)
+        finally:
+            con.close()
+        return out
+
+    def put(self, rows: Sequence[tuple[str, np.ndarray]]) -> None:
+        con = self._connect()
+        try:
+            with con:
+                con.executemany("INSERT OR REPLACE INTO features VALUES (?, ?)",
+                                [(sha, np.asarray(v, dtype=np.float32).tobytes()) for sha, v in rows])
+        finally:
+            con.close()
+
+
 class FID(Metric):
     """FID and KID of each model's images against a reference set (one feature pass)."""
 
@@ -407,15 +450,15 @@ class FID(Metric):
                           "skipped": f"FID needs at least 2 images per model (covariance), got {len(items)}"}
         ref = self.reference(items)
         try:
-            feats = self.extractor.extract_all([it.image for it in items],
-                                               names=[f"{it.key} (model {it.model})" for it in items])
+            feats, n_cached = self._features(items)
         except FeatureError as e:
             # A corrupt stored image: this model's set gets no value (the reason names the image);
             # other models and stored scores are unaffected.
             return none, {"label": label, "n": len(items), "skipped": str(e)}
         mu, sigma = feature_stats(feats)
         fid = frechet_distance(mu, sigma, ref.mu, ref.sigma, feats1=feats)
-        extra: dict[str, Any] = {"label": label, "n": len(items), "n_reference": ref.n,
+        extra: dict[str, Any] = {"label": label, "n": len(items), "features_cached": n_cached,
+                                 "n_reference": ref.n,
                                  "reference": ref.source, "reference_sha256": ref.sha256,
                                  "reference_cached": ref.cached, "notes": list(ref.notes)}
         warnings = []
@@ -435,6 +478,25 @@ class FID(Metric):
                                       "(fewer images than the subset size)")
         extra["warnings"] = warnings
         return {"fid": fid, "kid": kid_value}, extra
+
+    def _features(self, items: Sequence[ScoreInput]) -> tuple[np.ndarray, int]:
+        """Features of the generated images, and how many came from the per-image cache
+        (``<store>/cache/features``, keyed by the extractor's identity and each image's hash):
+        a changed reference or KID setting, or a run that grew, extracts only what is new."""
+        names = [f"{it.key} (model {it.model})" for it in items]
+        cache = None
+        if self.cache_dir is not None and all(it.image_sha256 for it in items):
+            self._dim()  # an extractor that learns its dimension on loading: load it first
+            cache = FeatureCache(Path(self.cache_dir) / "features", self.extractor)
+        known = cache.get([str(it.image_sha256) for it in items]) if cache else {}
+        todo = [i for i, it in enumerate(items) if it.image_sha256 not in known]
+        fresh = self.extractor.extract_all([items[i].image for i in todo], names=[names[i] for i in todo])
+        if cache is not None and todo:
+            cache.put([(str(items[i].image_sha256), f) for i, f in zip(todo, fresh, strict=True)])
+        by_index = dict(zip(todo, fresh, strict=True))
+        feats = np.stack([by_index[i] if i in by_index else known[str(it.image_sha256)]
+                          for i, it in enumerate(items)])
+        return feats.astype(np.float32, copy=False), len(items) - len(todo)
 
     def close(self) -> None:
         self.extractor.close()

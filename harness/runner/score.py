@@ -100,4 +100,5 @@ def _input(store: Store, rec: dict, prompts: Mapping[str, dict], *, opened: bool
     prompt = prompts.get(rec["prompt_id"], {"id": rec["prompt_id"], "text": rec["request"]["prompt"]})
     path = store.image_path(rec["image_sha256"])
     return ScoreInput(key=rec["key"], model=rec["model"],
-                      image=Image.open(path) if opened else path, prompt=prompt)
+                      image=Image.open(path) if opened else path, prompt=prompt,
+                      image_sha256=rec["image_sha256"])

@@ -382,3 +382,52 @@ def test_report_note_warns_on_small_n_and_shows_kid():
     assert "not comparable to published FID" in text
     assert "A: FID rests on N=48 images (< 2,000)" in text and "KID = 0.0123" in text
     assert "B: no value (skipped" in text
+
+
+def _stored_items(folder, model="m"):
+    """Items as the score stage makes them: paths plus the image's content hash."""
+    import hashlib
+
+    return [ScoreInput(key=f"{model}-{p.stem}", model=model, image=p, prompt={},
+                       image_sha256=hashlib.sha256(p.read_bytes()).hexdigest())
+            for p in sorted(folder.glob("*.png"))]
+
+
+def test_generated_features_are_cached_per_image(tmp_path):
+    ref = _folder(tmp_path, 6)
+    gen = _folder(tmp_path, 5, seed=5, name="gen")
+    m = _metric(tmp_path, reference=str(ref))
+    v1, e1 = m.score_set(_stored_items(gen))
+    assert e1["features_cached"] == 0 and m.extractor.images_seen == 6 + 5
+    # Same images again: nothing extracted, the same numbers.
+    v2, e2 = m.score_set(_stored_items(gen))
+    assert e2["features_cached"] == 5 and m.extractor.images_seen == 11 and v2 == v1
+    # Another reference: only the reference's images are new work.
+    other = _metric(tmp_path, reference=str(_folder(tmp_path, 4, seed=9, name="ref2")))
+    _, e3 = other.score_set(_stored_items(gen))
+    assert e3["features_cached"] == 5 and other.extractor.images_seen == 4
+    # The run grew by one image: one extraction.
+    _image(np.random.default_rng(11)).save(gen / "zzz.png")
+    v4, e4 = m.score_set(_stored_items(gen))
+    assert e4["features_cached"] == 5 and m.extractor.images_seen == 12 and e4["n"] == 6
+    fresh = _metric(tmp_path / "nocache", reference=str(ref))
+    fresh.cache_dir = None
+    assert fresh.score_set(_stored_items(gen))[0]["fid"] == pytest.approx(v4["fid"], rel=1e-6)
+
+
+def test_feature_cache_ignores_rows_of_the_wrong_length(tmp_path):
+    from harness.metrics.fid import FeatureCache
+
+    ex = ColourStats()
+    cache = FeatureCache(tmp_path, ex)
+    cache.put([("a" * 64, np.arange(12, dtype=np.float32)), ("b" * 64, np.arange(12, dtype=np.float32))])
+    import sqlite3
+
+    with sqlite3.connect(cache.path) as con:
+        con.execute("UPDATE features SET vec = ? WHERE sha256 = ?", (b"\0" * 8, "b" * 64))
+    got = cache.get(["a" * 64, "b" * 64, "c" * 64])
+    assert list(got) == ["a" * 64] and np.array_equal(got["a" * 64], np.arange(12))
+    # Another extractor identity (weights) gets another file.
+    other = ColourStats()
+    other._weights_id = "other"
+    assert FeatureCache(tmp_path, other).path != cache.path
