@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from harness.config import ConfigError, did_you_mean
+from harness.metrics.decode import png_rgb8
 from harness.metrics.prefetch import batched, cpu_count, prefetch_map
 
 log = logging.getLogger(__name__)
@@ -60,8 +61,6 @@ def load_rgb(source: Any, name: str | None = None) -> tuple[Any, str | None]:
     (``name``, else the path). 8-bit RGB PNG files are decoded by libspng when it is installed
     (:mod:`harness.metrics.decode`: same pixels, about twice as fast)."""
     from PIL import Image
-
-    from harness.metrics.decode import png_rgb8
 
     fast = png_rgb8(source)
     if fast is not None:
@@ -221,6 +220,9 @@ class FeatureExtractor:
             # The cores only decode; PIL's bicubic resize runs on the device, bit for bit.
             def decode_one(item: tuple[Any, str | None]) -> np.ndarray:
                 s, name = item
+                fast = png_rgb8(s)
+                if fast is not None:
+                    return fast
                 img, mode = load_rgb(s, name)
                 if mode is not None and on_converted is not None:
                     on_converted(s, mode)
