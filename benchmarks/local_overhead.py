@@ -12,7 +12,8 @@ architectures with random weights, built from their published configs (no hub), 
 prints images/s, the fraction of the compute-bound limit in ../shared/design/OFFLINE.md, and a
 UNet step eager vs torch.compile.
 
-Usage: python benchmarks/local_overhead.py [--gpu] [--repeats N] [--steps N]
+Usage: python benchmarks/local_overhead.py [--gpu [--dry-run] [--no-compile]] [--repeats N] [--steps N]
+(``--gpu --dry-run`` runs the GPU code on the CPU with scaled-down architectures.)
 Last line: ``local_overhead_ratio: X (target <= 1.05) ok|FAIL`` (worse of batch 1 and best batch).
 """
 
@@ -162,7 +163,23 @@ SD3_MEDIUM = dict(sample_size=128, patch_size=2, in_channels=16, out_channels=16
                   caption_projection_dim=1536, pooled_projection_dim=2048, pos_embed_max_size=192)
 
 
-def _real_size_folder(arch: str, root: Path) -> Path:
+# --gpu --dry-run: the same code on the CPU with the architectures scaled down (float32), to
+# check the script before spending GPU time on it.
+DRY = {
+    "SD15_UNET": dict(SD15_UNET, block_out_channels=(32, 32, 64, 64), cross_attention_dim=64,
+                      attention_head_dim=2, sample_size=8),
+    "SD_VAE": dict(SD_VAE, block_out_channels=(16, 16, 32, 32), norm_num_groups=8),
+    "CLIP_L": dict(CLIP_L, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                   num_attention_heads=2),
+    "CLIP_G": dict(CLIP_G, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                   num_attention_heads=2),
+    "SD3_MEDIUM": dict(SD3_MEDIUM, num_layers=2, attention_head_dim=16, num_attention_heads=2,
+                       joint_attention_dim=64, caption_projection_dim=32, pooled_projection_dim=128,
+                       sample_size=8),
+}
+
+
+def _real_size_folder(arch: str, root: Path, device: str = "cuda", dry: bool = False) -> Path:
     """Build and save a full-size pipeline with random weights (float16); T5 left out of SD3
     (its prompt embedding is then zeros of the same width; the transformer's work is the same)."""
     import torch
@@ -181,42 +198,51 @@ def _real_size_folder(arch: str, root: Path) -> Path:
 
     folder = root / arch
     tok = tiny_tokenizer(root / f"{arch}-vocab")  # byte-level: ids < 514 fit the real vocab
+    cfg = DRY if dry else {"SD15_UNET": SD15_UNET, "SD_VAE": SD_VAE, "CLIP_L": CLIP_L,
+                           "CLIP_G": CLIP_G, "SD3_MEDIUM": SD3_MEDIUM}
     torch.manual_seed(0)
-    with torch.device("cuda"):
+    with torch.device(device):
         if arch == "sd15":
             pipe = StableDiffusionPipeline(
-                vae=AutoencoderKL(**SD_VAE), text_encoder=CLIPTextModel(CLIPTextConfig(**CLIP_L)),
-                tokenizer=tok, unet=UNet2DConditionModel(**SD15_UNET),
+                vae=AutoencoderKL(**cfg["SD_VAE"]),
+                text_encoder=CLIPTextModel(CLIPTextConfig(**cfg["CLIP_L"])),
+                tokenizer=tok, unet=UNet2DConditionModel(**cfg["SD15_UNET"]),
                 scheduler=DDIMScheduler(beta_start=0.00085, beta_end=0.012,
                                         beta_schedule="scaled_linear", clip_sample=False,
                                         set_alpha_to_one=False, steps_offset=1),
                 safety_checker=None, feature_extractor=None, requires_safety_checker=False)
         else:
-            vae = AutoencoderKL(**{**SD_VAE, "latent_channels": 16}, use_quant_conv=False,
+            vae = AutoencoderKL(**{**cfg["SD_VAE"], "latent_channels": 16}, use_quant_conv=False,
                                 use_post_quant_conv=False, shift_factor=0.0609,
                                 scaling_factor=1.5035)
+            # The pooled projections (CLIP-L + CLIP-G) must add up to pooled_projection_dim.
+            pl = cfg["SD3_MEDIUM"]["pooled_projection_dim"] * 768 // 2048
+            pg = cfg["SD3_MEDIUM"]["pooled_projection_dim"] - pl
             pipe = StableDiffusion3Pipeline(
-                transformer=SD3Transformer2DModel(**SD3_MEDIUM),
+                transformer=SD3Transformer2DModel(**cfg["SD3_MEDIUM"]),
                 scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=vae,
-                text_encoder=CLIPTextModelWithProjection(CLIPTextConfig(**CLIP_L, projection_dim=768)),
+                text_encoder=CLIPTextModelWithProjection(CLIPTextConfig(**cfg["CLIP_L"],
+                                                                        projection_dim=pl)),
                 tokenizer=tok,
-                text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**CLIP_G,
-                                                                          projection_dim=1280)),
+                text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**cfg["CLIP_G"],
+                                                                          projection_dim=pg)),
                 tokenizer_2=tok, text_encoder_3=None, tokenizer_3=None)
-    pipe.to(torch.float16).save_pretrained(str(folder), safe_serialization=True)
+    pipe.to(torch.float32 if dry else torch.float16).save_pretrained(str(folder), safe_serialization=True)
     del pipe
-    torch.cuda.empty_cache()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     return folder
 
 
-def unet_step_compile(gen, repeats: int) -> None:
+def unet_step_compile(gen, repeats: int, size: int = 512) -> None:
     """One SD1.5 UNet step at CFG batch 2, 512 px: eager vs torch.compile (compile time too)."""
     import torch
 
     unet = gen._pipe.unet
-    x = torch.randn(2, 4, 64, 64, device="cuda", dtype=unet.dtype)
-    t = torch.tensor([500, 500], device="cuda")
-    ctx = torch.randn(2, 77, 768, device="cuda", dtype=unet.dtype)
+    dev = unet.device
+    x = torch.randn(2, 4, size // 8, size // 8, device=dev, dtype=unet.dtype)
+    t = torch.tensor([500, 500], device=dev)
+    ctx = torch.randn(2, 77, unet.config.cross_attention_dim, device=dev, dtype=unet.dtype)
 
     def timed(fn) -> float:
         times = []
@@ -237,29 +263,33 @@ def unet_step_compile(gen, repeats: int) -> None:
     sync()
     compile_s = time.perf_counter() - t0
     fast = timed(compiled)
-    print(f"  SD1.5 UNet step (CFG batch 2, 512 px): eager {eager * 1e3:.1f} ms, compiled "
+    print(f"  SD1.5 UNet step (CFG batch 2, {size} px): eager {eager * 1e3:.1f} ms, compiled "
           f"{fast * 1e3:.1f} ms ({compile_s:.0f} s to compile); OFFLINE.md anchor 51 / 21 ms")
 
 
 def gpu_mode(args) -> float:
     import torch
 
-    if not torch.cuda.is_available():
+    dry = args.dry_run
+    if not torch.cuda.is_available() and not dry:
         print("local_overhead.py --gpu needs a CUDA device; this torch "
               f"({torch.__version__}) sees none. Run it on a GPU machine, or drop --gpu for "
               "the CPU figures.", file=sys.stderr)
         raise SystemExit(2)
     from harness.generators.diffusers_local import DiffusersGenerator
 
-    print(f"GPU: {torch.cuda.get_device_name(0)}, torch {torch.__version__}, float16, random "
-          f"weights, {args.repeats} repeats (medians)")
+    device, dtype = ("cpu", "float32") if dry else ("cuda", "float16")
+    where = "CPU dry run, scaled-down architectures" if dry else torch.cuda.get_device_name(0)
+    print(f"GPU: {where}, torch {torch.__version__}, {dtype}, random weights, {args.repeats} "
+          "repeats (medians)")
     worst = 0.0
-    specs = [("sd15", 512, args.steps or 50, 7.5), ("sd3", 1024, args.steps or 28, 7.0)]
+    specs = [("sd15", 64 if dry else 512, args.steps or 50, 7.5),
+             ("sd3", 64 if dry else 1024, args.steps or 28, 7.0)]
     with tempfile.TemporaryDirectory() as tmp:
         for arch, size, steps, guidance in specs:
-            folder = _real_size_folder(arch, Path(tmp))
+            folder = _real_size_folder(arch, Path(tmp), device, dry)
             gen = DiffusersGenerator(name=arch, label=arch, model_id=str(folder),
-                                     options={"device": "cuda", "dtype": "float16"}, batch_size=8)
+                                     options={"device": device, "dtype": dtype}, batch_size=8)
             gen.load()
             one, best = run_model(arch, gen, size, steps, guidance, args.repeats,
                                   batches=(1, 2, 4, 8) if arch == "sd15" else (1, 2, 4))
@@ -268,17 +298,21 @@ def gpu_mode(args) -> float:
                 print(f"  {arch} {label}: {1 / row['harness_s']:.2f} img/s through the harness, "
                       f"{limit / row['harness_s']:.2f} of the compute-bound limit "
                       f"({limit * 1e3:.0f} ms/img), ratio {row['ratio']:.3f}")
-            if arch == "sd15":
-                unet_step_compile(gen, args.repeats)
+            if arch == "sd15" and not args.no_compile:
+                unet_step_compile(gen, args.repeats, size)
             worst = max(worst, one["ratio"], best["ratio"])
             gen.close()
-            print(f"  GPU memory after close: {torch.cuda.memory_allocated() / 2**20:.0f} MiB")
+            if torch.cuda.is_available():
+                print(f"  GPU memory after close: {torch.cuda.memory_allocated() / 2**20:.0f} MiB")
     return worst
 
 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--gpu", action="store_true", help="real-size SD1.5 and SD3-medium on CUDA")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="with --gpu: the same code on the CPU, architectures scaled down")
+    ap.add_argument("--no-compile", action="store_true", help="with --gpu: skip the compile step")
     ap.add_argument("--repeats", type=int, default=7, help="timed pairs per batch (median)")
     ap.add_argument("--steps", type=int, default=None,
                     help="denoising steps (CPU default 20; GPU: 50 for SD1.5, 28 for SD3)")
