@@ -162,6 +162,32 @@ def prevalidate(overrides: list[str]) -> None:
                         f"{head}={choice}: no such {head} config in {CONF_DIR / GROUP_DIRS[head]}."
                         + did_you_mean(choice, options))
         _check_key_path(o.key_or_group, path)
+        _check_metric_setting(o.key_or_group, path)
+
+
+def _check_metric_setting(key: str, path: list[str]) -> None:
+    """``metrics.<name>.settings.<key>``: the key must be one of that metric's settings (its
+    class's ``defaults``), else Hydra would only say the key is not in the struct."""
+    if len(path) < 4 or path[0] != "metrics" or path[2] != "settings":
+        return
+    import yaml
+
+    from harness.config import did_you_mean
+
+    conf = CONF_DIR / GROUP_DIRS["metrics"] / f"{path[1]}.yaml"
+    if not conf.is_file():
+        return
+    target = (yaml.safe_load(conf.read_text()) or {}).get("_target_")
+    try:
+        from hydra.utils import get_class
+
+        defaults = dict(getattr(get_class(target), "defaults", {}) or {})
+    except Exception:  # noqa: BLE001 - the class can't be imported here: Hydra will say so
+        return
+    setting = path[3]
+    if defaults and setting not in defaults:
+        raise UserError(f"unknown setting {key!r}: {setting!r} is not a setting of metric "
+                        f"{path[1]} ({target}).{did_you_mean(setting, list(defaults))}")
 
 
 def _check_key_path(key: str, path: list[str]) -> None:

@@ -122,7 +122,15 @@ def test_misspelt_model_key_is_named(model_cache):
     (["run.nmae=x"], "'nmae' is not a key of run.*Did you mean 'name'"),
     (["suite.limt=3"], "Did you mean 'limit'"),
     (["models.toy_unet.params.stpes=3"], "'stpes' is not a key of models.toy_unet.params"),
+    (["metrics.fid_toy.settings.kid_sed=2"],
+     "'kid_sed' is not a setting of metric fid_toy.*Did you mean 'kid_seed'.*cpu_streams"),
+    (["metrics.ocr.settings.engnie=tesseract"], "Did you mean 'engine'"),
 ])
 def test_prevalidation_suggests(override, message):
     with pytest.raises(cli.UserError, match=message):
         cli.prevalidate(override)
+
+
+def test_known_metric_settings_pass_prevalidation():
+    cli.prevalidate(["metrics.fid_toy.settings.cpu_streams=1", "metrics.ocr.settings.engine=tesseract",
+                     "metrics.nonexistent.settings.x=1"])
