@@ -109,6 +109,8 @@ class FeatureExtractor:
     resize_on_device: bool | None = None
     """Resize on the model's device instead of with PIL on the CPU (bit-identical); None =
     when the device is not the CPU and the extractor takes tensors."""
+    streams: int | None = None
+    """CPU streams for :meth:`extract_all`; None = :meth:`cpu_streams` decides."""
 
     def __init__(self, *, weights: str | None = None, device: str | None = None) -> None:
         self.weights = weights
@@ -269,9 +271,6 @@ class FeatureExtractor:
                 for i, r in zip(part, resize_bicubic(batch, size), strict=True):
                     out[i] = r
         return torch.stack(out)
-
-    streams: int | None = None
-    """CPU streams for :meth:`extract_all`; None = :meth:`cpu_streams` decides."""
 
     def cpu_streams(self) -> int:
         """How many batches run at once on the CPU: one per core up to 4 (a stream holds one
