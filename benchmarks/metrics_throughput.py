@@ -423,7 +423,15 @@ def main(argv: list[str]) -> int:
     ratios = []
     for case in cases:
         with tempfile.TemporaryDirectory() as tmp:
-            run_metric, run_bare, *rest = case.setup(Path(tmp))
+            try:
+                run_metric, run_bare, *rest = case.setup(Path(tmp))
+            except Exception as e:  # noqa: BLE001 - the other cases still run and print
+                import traceback
+
+                traceback.print_exc()
+                print(f"{case.name}: setup failed ({type(e).__name__}: {e})")
+                ratios.append(0.0)
+                continue
             others = rest[0] if rest else {}
             # Interleave so all see the same machine load.
             bare = metric = 0.0
