@@ -318,6 +318,10 @@ def main(argv: list[str]) -> int:
                     help="denoising steps (CPU default 20; GPU: 50 for SD1.5, 28 for SD3)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args(argv)
+    from harness.runtime import tune_allocator
+
+    # As the harness command does; the bare pipeline runs in this process too, so it gains alike.
+    print(f"allocator: {tune_allocator()}")
     if args.gpu:
         worst = gpu_mode(args)
     else:

@@ -187,23 +187,25 @@ def fid_features_setup(tmp: Path, n: int = 128):
         return run
 
     def run_bare_streams() -> int:
-        # The bare forward run as the metric runs it on the CPU: one batch per stream.
+        # The bare forward run as the metric runs it on the CPU: one small batch per stream.
         threads, k = torch.get_num_threads(), ex.cpu_streams()
         torch.set_num_threads(max(1, threads // k))
+        sb = min(ex.batch_size, ex.stream_batch)
 
         def one(i: int) -> None:
             with torch.inference_mode():
                 m = ex.model
-                m.forward_head(m.forward_features(pixels[i : i + ex.batch_size]), pre_logits=True).numpy()
+                m.forward_head(m.forward_features(pixels[i : i + sb]), pre_logits=True).numpy()
         try:
             with ThreadPoolExecutor(k) as pool:
-                list(pool.map(one, range(0, n, ex.batch_size)))
+                list(pool.map(one, range(0, n, sb)))
         finally:
             torch.set_num_threads(threads)
         return n
 
     print(f"fid_features: {n} PNGs of 512 px -> {ex.input_size} px, batch {ex.batch_size}, "
-          f"{ex.cpu_streams()} CPU stream(s), PNG decoder {decode.decoder_name()}")
+          f"{ex.cpu_streams()} CPU stream(s) of {ex.stream_batch} images, PNG decoder "
+          f"{decode.decoder_name()}")
     return run_metric, run_bare, {
         "metric, one stream (decoding threads ahead of the model)": variant(1, True),
         "metric, PIL's PNG decoder": variant(None, False),
@@ -420,6 +422,11 @@ def main(argv: list[str]) -> int:
             key, _, value = a[len("--gpu-"):].partition("=")
             GPU[key] = value if key == "device" else int(value)
     cases = [c for c in pool if not names or c.name in names]
+    from harness.runtime import tune_allocator
+
+    # As the harness command does (HARNESS_MALLOC=system: glibc's defaults). Metric and bare
+    # model run in this one process, so both gain alike.
+    print(f"allocator: {tune_allocator()}")
     ratios = []
     for case in cases:
         with tempfile.TemporaryDirectory() as tmp:

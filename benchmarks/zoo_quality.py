@@ -111,6 +111,10 @@ def main() -> int:
     args = ap.parse_args()
     import torch
 
+    from harness.runtime import tune_allocator
+
+    print(f"allocator: {tune_allocator()}")  # as the harness command runs
+
     from harness.metrics.features import build_extractor
     from harness.zoo.paths import reference_folder
 

@@ -107,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cmd, rest = argv[0], argv[1:]
     from harness.config import did_you_mean
+    from harness.runtime import tune_allocator
+
+    tune_allocator()  # models on the CPU: reuse freed memory instead of faulting in fresh pages
 
     if cmd in SUBCOMMANDS:
         return run_subcommand(cmd, rest)

@@ -111,6 +111,10 @@ class FeatureExtractor:
     when the device is not the CPU and the extractor takes tensors."""
     streams: int | None = None
     """CPU streams for :meth:`extract_all`; None = :meth:`cpu_streams` decides."""
+    stream_batch: int = 8
+    """Images per batch in a CPU stream (at most :attr:`batch_size`): a convolutional network's
+    activations for 8 images stay near the CPU's caches, where 32 spill to memory shared with
+    the other streams (EfficientNet-Lite0, 2 cores: 70-78 images/s at 4-8, 62 at 32)."""
 
     def __init__(self, *, weights: str | None = None, device: str | None = None) -> None:
         self.weights = weights
@@ -211,9 +215,12 @@ class FeatureExtractor:
         chunks = [named[i : i + bs] for i in range(0, len(named), bs)]
         if workers == 0:
             return np.concatenate([self.forward_uint8(prep(c)) for c in chunks])
-        streams = self.cpu_streams() if len(chunks) > 1 else 1
+        streams = self.cpu_streams()
         if streams > 1:
-            return self._extract_streams(chunks, prep, streams)
+            sb = max(1, min(bs, self.stream_batch))
+            small = [named[i : i + sb] for i in range(0, len(named), sb)]
+            if len(small) > 1:
+                return self._extract_streams(small, prep, min(streams, len(small)))
         # One image per task on every core, two batches (and one image per thread) ahead: the
         # model never waits unless decoding, on all cores together, is slower than the model.
         workers = cpu_count() if workers is None else workers

@@ -218,6 +218,9 @@ class _ModelWorker:
     switched to another model."""
 
     def __init__(self, gen: Generator) -> None:
+        from harness.runtime import tune_allocator
+
+        tune_allocator()  # a worker process of its own: the same allocator settings as the CLI
         self.gen = gen
 
     def run(self, requests: list[GenRequest]) -> tuple[list[GenResult], float]:

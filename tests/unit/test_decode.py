@@ -260,3 +260,17 @@ def test_streams_only_on_the_cpu():
     assert ex.cpu_streams() >= 1
     ex.device = "cuda:0"
     assert ex.cpu_streams() == 1
+
+
+def test_cpu_streams_take_small_batches_and_one_small_batch_runs_on_all_threads(tmp_path):
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    ex = _Probe()
+    ex.batch_size, ex.stream_batch, ex.streams = 32, 3, 2
+    paths = _files(tmp_path, 7)
+    feats = ex.extract_all(paths)
+    assert np.allclose(feats[:, 0], [i * 10 for i in range(7)])
+    assert sorted(n for _, _, n in ex.seen) == [1, 3, 3]  # stream batches, not one of 7
+    ex.seen.clear()
+    ex.extract_all(paths[:3])  # a single stream batch: no streams, every torch thread
+    assert ex.seen == [(threading.current_thread().name, threads, 3)]
