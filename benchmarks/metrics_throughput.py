@@ -213,8 +213,44 @@ def fid_features_setup(tmp: Path, n: int = 128):
     }
 
 
+# -- FID features: the FID Inception-v3 architecture (random weights), 512 px PNGs -> 299 px --------
+
+def fid_inception_setup(tmp: Path, n: int = 48):
+    # The extractor published FIDs use, ~30x Lite0's compute: the case where a CPU's decoding is a
+    # small share of the work. Random weights (the real file is the user's); the speed is the same.
+    import torch
+
+    from harness.metrics.features import InceptionV3FID, resize_uint8
+    from harness.metrics.inception import fid_inception_v3
+
+    torch.manual_seed(0)
+    weights = tmp / "inception-random.pth"
+    torch.save(fid_inception_v3().state_dict(), weights)
+    images, paths = _smooth_pngs(tmp, n)
+    ex = InceptionV3FID(weights=str(weights), device="cpu")
+    ex.extract_all(paths[:2])  # load + warm up
+    arr = np.stack([resize_uint8(im, ex.input_size) for im in images])
+    pixels = torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(255).mul(2).sub(1)
+    pixels = pixels.contiguous(memory_format=torch.channels_last)
+
+    def run_metric() -> int:
+        ex.extract_all([it.image for it in _inputs(paths, [{}] * n)])
+        return n
+
+    def run_bare() -> int:
+        with torch.inference_mode():
+            for i in range(0, n, ex.batch_size):
+                ex.model(pixels[i : i + ex.batch_size]).numpy()
+        return n
+
+    print(f"fid_inception: FID Inception-v3 architecture, random weights, {n} PNGs of 512 px -> "
+          f"{ex.input_size} px, batch {ex.batch_size}, {ex.cpu_streams()} CPU stream(s) of "
+          f"{ex.stream_batch} images")
+    return run_metric, run_bare
+
+
 CASES = [Case("clip_score", clip_setup), Case("ocr", ocr_setup),
-         Case("fid_features", fid_features_setup, repeats=5)]
+         Case("fid_features", fid_features_setup, repeats=5), Case("fid_inception", fid_inception_setup)]
 
 
 # -- GPU (--gpu): ViT-L/14-sized CLIP and the FID Inception-v3, random weights, fp32 ---------------
