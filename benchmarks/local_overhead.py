@@ -123,7 +123,7 @@ def cpu_mode(args) -> float:
     import torch
 
     from harness.generators.diffusers_local import DiffusersGenerator
-    from harness.testing.tiny import build_tiny_pipeline
+    from harness.generators.tiny import build_tiny_pipeline
 
     print(f"CPU: torch {torch.__version__}, {torch.get_num_threads()} threads; tiny models, "
           f"64 px, {args.steps} steps, guidance 4.0, {args.repeats} repeats (medians)")
@@ -194,7 +194,7 @@ def _real_size_folder(arch: str, root: Path, device: str = "cuda", dry: bool = F
     )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from harness.testing.tiny import tiny_tokenizer
+    from harness.generators.tiny import tiny_tokenizer
 
     folder = root / arch
     tok = tiny_tokenizer(root / f"{arch}-vocab")  # byte-level: ids < 514 fit the real vocab

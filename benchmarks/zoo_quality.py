@@ -116,7 +116,7 @@ def main() -> int:
     print(f"allocator: {tune_allocator()}")  # as the harness command runs
 
     from harness.metrics.features import build_extractor
-    from harness.zoo.paths import reference_folder
+    from harness.toyworld.paths import reference_folder
 
     dev = pick_device(args.device)
     torch.set_num_threads(os.cpu_count() or 2)

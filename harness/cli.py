@@ -11,6 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
+from harness.errors import UserError
+
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 GROUP_DIRS = {"suite": "suite", "models": "models", "metrics": "metrics", "store": "store",
               "executor": "executor", "experiment": "experiment"}
@@ -54,10 +56,6 @@ examples:
 
 Settings are Hydra overrides; 'harness run --cfg job' prints the composed config.
 """
-
-
-class UserError(Exception):
-    """An error for the user: printed without a traceback, exit status 2."""
 
 
 def group_options(group: str) -> list[str]:
@@ -106,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"harness {__version__}")
         return 0
     cmd, rest = argv[0], argv[1:]
-    from harness.config import did_you_mean
+    from harness.errors import did_you_mean
     from harness.runtime import tune_allocator
 
     tune_allocator()  # models on the CPU: reuse freed memory instead of faulting in fresh pages
@@ -138,7 +136,8 @@ def prevalidate(overrides: list[str]) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
 
-    from harness.config import RootConfig, did_you_mean
+    from harness.config import RootConfig
+    from harness.errors import did_you_mean
 
     plain = [o for o in overrides if not o.startswith("-")]
     try:
@@ -175,7 +174,7 @@ def _check_metric_setting(key: str, path: list[str]) -> None:
         return
     import yaml
 
-    from harness.config import did_you_mean
+    from harness.errors import did_you_mean
 
     conf = CONF_DIR / GROUP_DIRS["metrics"] / f"{path[1]}.yaml"
     if not conf.is_file():
@@ -197,7 +196,8 @@ def _check_key_path(key: str, path: list[str]) -> None:
     """Walk a dotted key down the schema dataclasses; an unknown segment is an error."""
     import dataclasses
 
-    from harness.config import GROUPS, MULTI_GROUPS, RootConfig, did_you_mean
+    from harness.config import GROUPS, MULTI_GROUPS, RootConfig
+    from harness.errors import did_you_mean
 
     head, rest = path[0], path[1:]
     if head in MULTI_GROUPS:
@@ -302,7 +302,8 @@ def dispatch(cfg) -> dict:
     """Run one command on a composed config (also called by tests and benchmarks).
 
     Returns what happened: run id, generation stats, report folder, export path."""
-    from harness.config import ConfigError, validate
+    from harness.config import validate
+    from harness.errors import ConfigError
     from harness.store import StoreError
     from harness.suites import SuiteError
 
@@ -331,7 +332,7 @@ def _instantiate(node, **kwargs):
             raise UserError(f"{node.get('_target_')} needs the Python package {root!r}, which is "
                             f"not installed. Install it with: {fix}") from None
         inner = e.__cause__
-        from harness.config import ConfigError
+        from harness.errors import ConfigError
 
         if isinstance(inner, (ConfigError, ValueError)):
             raise UserError(str(inner)) from None

@@ -6,23 +6,13 @@ dataclasses so a misspelt key or a wrong type fails early, naming the key and th
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-
-class ConfigError(ValueError):
-    """A configuration problem, phrased for the user (key, valid values, how to fix)."""
-
-
-def did_you_mean(word: str, options: list[str] | tuple[str, ...]) -> str:
-    """'did you mean X?' plus the full list, for unknown names."""
-    close = difflib.get_close_matches(word, list(options), n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return f"{hint} Valid: {', '.join(sorted(options))}."
+from harness.errors import ConfigError, did_you_mean
 
 
 @dataclass

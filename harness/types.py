@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 CONTROL_KINDS = ("init_image", "mask", "control_image", "reference_image")
 """Input images a prompt may carry: img2img source, inpainting mask, ControlNet map, IP-Adapter
@@ -187,3 +187,69 @@ class Score:
     """None when the metric could not be computed for this image (reason in ``extra``)."""
     settings_hash: str
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+JournalState = Literal["sending", "submitted", "done"]
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One paid call of a closed API, as the submit journal holds it."""
+
+    key: str
+    """Record key of the work unit the call is for."""
+    provider: str
+    model: str
+    state: JournalState
+    """``sending`` (submit sent, answer not recorded: the job may exist and be billed),
+    ``submitted`` (the provider's job id is known: poll it, never resubmit) or ``done`` (the
+    answer arrived; its image, if any, is kept under ``image_sha256``)."""
+    job_id: str | None = None
+    poll_url: str | None = None
+    result_url: str | None = None
+    image_sha256: str | None = None
+    outcome: Mapping[str, Any] | None = None
+    """What the answer gave, everything but the image bytes (status, refusal, cost, info)."""
+    created_at: str = ""
+    updated_at: str = ""
+
+
+@runtime_checkable
+class Journal(Protocol):
+    """Where an API adapter records paid work the moment it happens, so none is paid twice.
+
+    The runner hands each adapter one (:meth:`harness.generators.base.Generator.attach_journal`);
+    adapters never open the store. Every ``record_*`` call is durable when it returns. The store
+    implements it (``harness.store.journal``); under Ray the driver, the only writer, receives
+    the entries that workers record.
+    """
+
+    def find(self, key: str) -> JournalEntry | None:
+        """The entry for a work unit, if any."""
+        ...
+
+    def record_sending(self, key: str, provider: str, model: str) -> None:
+        """The intent to submit, recorded before the request is sent."""
+        ...
+
+    def record_submitted(self, key: str, job_id: str, poll_url: str | None,
+                         result_url: str | None = None) -> None:
+        """The provider's job, recorded before waiting for it."""
+        ...
+
+    def record_answer(self, key: str, provider: str, model: str, outcome: Mapping[str, Any],
+                      image: bytes | None = None, job_id: str | None = None) -> None:
+        """A paid answer (a one-call result or a finished job), recorded as it arrives."""
+        ...
+
+    def forget(self, key: str) -> None:
+        """No job exists (or it failed): a later run may submit again."""
+        ...
+
+    def pending(self) -> list[JournalEntry]:
+        """Entries not yet ``done`` (sent or submitted), oldest first."""
+        ...
+
+    def image(self, entry: JournalEntry) -> bytes | None:
+        """The bytes of a ``done`` entry's image."""
+        ...

@@ -16,7 +16,7 @@ run() {  # name, timeout seconds, command...
   echo "== $name"; timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; echo "rc=$?" >> "$OUT/$name.log"
   tail -4 "$OUT/$name.log"
 }
-run gpu_tests 60 python3 -m pytest -q -m gpu -p no:cacheprovider tests/gpu
+run gpu_tests 60 python3 -m pytest -q -m gpu -p no:cacheprovider tests/generators/test_gpu_diffusers.py
 # GPU_BENCH_ARGS="--gpu-device=cpu --gpu-n=4 --gpu-batch=2" checks this script on a CPU machine.
 run metrics_gpu 120 python3 benchmarks/metrics_throughput.py --gpu ${GPU_BENCH_ARGS:-}
 # 3 repeats (medians of 3 pairs): SD1.5 ~65 s, compile ~90 s, SD3-medium ~70 s, builds ~60 s.

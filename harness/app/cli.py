@@ -16,7 +16,7 @@ import sys
 import threading
 from pathlib import Path
 
-from harness.cli import UserError
+from harness.errors import UserError
 
 APP = Path(__file__).resolve().parent / "rate_app.py"
 
@@ -60,7 +60,8 @@ def resolve_run(store, cfg) -> str:
         from omegaconf import OmegaConf
 
         from harness.cli import build_generators
-        from harness.config import ConfigError, validate
+        from harness.config import validate
+        from harness.errors import ConfigError
         from harness.runner.pipeline import make_plan
         from harness.suites import SuiteError, load_suite
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from harness.config import ConfigError
+from harness.errors import ConfigError
 from harness.generators.base import Generator
 from harness.generators.http import (
     HTTPClient,

@@ -24,13 +24,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.config import ConfigError, did_you_mean
+from harness.errors import ConfigError, did_you_mean
 from harness.generators import controls as ctl
 from harness.generators.base import Generator
 from harness.generators.controls import CONTROL_TYPES
-from harness.testing.tiny import ARCHS, IP_ADAPTER_WEIGHTS, RECIPE_FILE, ensure_tiny_pipeline
+from harness.generators.tiny import ARCHS, IP_ADAPTER_WEIGHTS, RECIPE_FILE, ensure_tiny_pipeline
+from harness.toyworld.paths import is_zoo, resolve_path
 from harness.types import GenRequest, GenResult, canonical_json
-from harness.zoo.paths import is_zoo, resolve_path
 
 log = logging.getLogger(__name__)
 
@@ -400,7 +400,7 @@ class DiffusersGenerator(Generator):
         if spec.get("build") is not None:
             folder = self.cache_dir() / spec["model_id"].replace("/", "--")
             if not (folder / RECIPE_FILE).is_file():
-                from harness.testing import tiny
+                from harness.generators import tiny
 
                 base = self._ensure_built()
                 seed = int(dict(spec["build"]).get("seed", 0))

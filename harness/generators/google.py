@@ -16,7 +16,7 @@ import base64
 import dataclasses
 from typing import Any
 
-from harness.config import ConfigError
+from harness.errors import ConfigError
 from harness.generators.base import Generator
 from harness.generators.http import APIGenerator, APIOptions, HTTPClient, aspect_ratio, to_png
 from harness.types import GenRequest, GenResult

@@ -480,7 +480,7 @@ class APIGenerator:
         import importlib.util
         import os
 
-        from harness.config import ConfigError
+        from harness.errors import ConfigError
 
         name = self.name  # type: ignore[attr-defined]
         if importlib.util.find_spec("httpx") is None:
@@ -559,7 +559,7 @@ class APIGenerator:
     def _cost(self, model_id: str, size: str, quality: str | None,
               info: dict[str, Any]) -> float | None:
         """Price of one image: the config's ``price_per_image``, else the dated table."""
-        from harness.generators.prices import price_per_image
+        from harness.prices import price_per_image
 
         if self.price_per_image is not None:  # type: ignore[attr-defined]
             info["price_source"] = f"models.{self.name}.price_per_image"  # type: ignore[attr-defined]

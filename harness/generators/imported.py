@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.config import ConfigError
+from harness.errors import ConfigError
 from harness.generators.base import Generator
 from harness.types import GenRequest, GenResult
 
@@ -89,7 +89,7 @@ class ImportedImages(Generator):
             return
         for row in sorted(self._rows.values(), key=lambda r: r.line):
             if row.prompt_id not in known:
-                from harness.config import did_you_mean
+                from harness.errors import did_you_mean
 
                 raise ConfigError(
                     f"{self.manifest_path}:{row.line}: prompt id {row.prompt_id!r} is not in the "

@@ -17,10 +17,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from harness.config import ConfigError
+from harness.errors import ConfigError
 from harness.generators.base import Generator
 from harness.generators.http import HTTPClient, ProviderError, run_sync
-from harness.generators.prices import price_per_image
+from harness.prices import price_per_image
 from harness.types import GenRequest, GenResult
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ import dataclasses
 import re
 from typing import Any
 
-from harness.config import ConfigError
+from harness.errors import ConfigError
 from harness.generators.base import Generator
 from harness.generators.http import (
     HTTPClient,

@@ -49,7 +49,7 @@ def write_cost_report(store: Store, run_id: str, cfg: Any, out_dir: str) -> Path
     apis.update({str(k): float(v) for k, v in (cfg.api_prices or {}).items()})
     sources = []
     if not apis:
-        from harness.generators.prices import price_per_image
+        from harness.prices import price_per_image
 
         for provider, model, quality, size in REFERENCE_APIS:
             found = price_per_image(provider, model, size, quality)

@@ -46,7 +46,7 @@ def run_frame(store: Store, run_id: str) -> pd.DataFrame:
 
 def export_run(store: Store, run_id: str, fmt: str, path: str | None = None) -> Path:
     if fmt not in FORMATS:
-        from harness.config import did_you_mean
+        from harness.errors import did_you_mean
 
         raise StoreError(f"export.format={fmt!r} is not supported.{did_you_mean(fmt, FORMATS)}")
     store.run(run_id)

@@ -1,7 +1,7 @@
 """Attribute accuracy on the toy world, in the spirit of GenEval: does the image show the
 colour, shape, position and count the prompt asked for?
 
-The judge is the rule-based reader in :mod:`harness.zoo.checker` (>= 98% right on real toy
+The judge is the rule-based reader in :mod:`harness.toyworld.checker` (>= 98% right on real toy
 images, tested). Expected attributes come from the prompt's ``meta.attributes`` (toy-world
 suites carry them) or, failing that, from its ``colour:``/``shape:``/``position:``/``count:``
 tags. Prompts outside the toy world get no value (recorded as skipped).
@@ -26,7 +26,7 @@ class AttributeAccuracy(Metric):
     """judge: which reader decides; changing the checker's rules bumps it."""
 
     def score_images(self, items: Sequence[ScoreInput]) -> list[tuple[Any, dict[str, Any]]]:
-        from harness.zoo.checker import check, spec_from_tags
+        from harness.toyworld.checker import check, spec_from_tags
 
         out = []
         for it in items:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from harness.config import ConfigError, did_you_mean
+from harness.errors import ConfigError, did_you_mean
 from harness.types import canonical_json, sha256_hex
 
 

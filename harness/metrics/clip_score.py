@@ -22,10 +22,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.config import ConfigError, did_you_mean
+from harness.errors import ConfigError, did_you_mean
 from harness.metrics.base import Metric, ScoreInput, as_rgb
 from harness.metrics.prefetch import batched, prefetch_map, resolve_workers
-from harness.zoo.paths import resolve_path
+from harness.toyworld.paths import resolve_path
 
 log = logging.getLogger(__name__)
 

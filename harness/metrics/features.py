@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.config import ConfigError, did_you_mean
+from harness.errors import ConfigError, did_you_mean
 from harness.metrics.decode import png_rgb8
 from harness.metrics.prefetch import batched, cpu_count, prefetch_map
 

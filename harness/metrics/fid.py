@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.config import ConfigError
+from harness.errors import ConfigError
 from harness.metrics.base import Metric, ScoreInput
 from harness.metrics.features import (
     RESIZE_FILTER,
@@ -33,8 +33,8 @@ from harness.metrics.features import (
     build_extractor,
     file_sha256,
 )
+from harness.toyworld.paths import resolve_path
 from harness.types import canonical_json, sha256_hex
-from harness.zoo.paths import resolve_path
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 FEW_IMAGES = 2000

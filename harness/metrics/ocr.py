@@ -26,7 +26,7 @@ from importlib import metadata
 from importlib.util import find_spec
 from typing import Any
 
-from harness.config import ConfigError, did_you_mean
+from harness.errors import ConfigError, did_you_mean
 from harness.metrics.base import Metric, ScoreInput, as_rgb
 from harness.metrics.text import normalize, quoted_spans, text_scores
 

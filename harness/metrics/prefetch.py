@@ -29,7 +29,7 @@ def cpu_count() -> int:
 def resolve_workers(value: Any, *, name: str = "workers") -> int:
     """A ``workers`` setting: ``auto`` (or None) = one per core, else an integer >= 0 (0 = decode
     in the calling thread)."""
-    from harness.config import ConfigError
+    from harness.errors import ConfigError
 
     if value is None or value == "auto":
         return cpu_count()

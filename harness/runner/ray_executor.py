@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.config import ConfigError, did_you_mean
+from harness.errors import ConfigError, did_you_mean
 from harness.generators.base import Generator
 from harness.runner.local import ExecStats, LocalExecutor, ModelStats, _progress, plan_batches
 from harness.store import Store

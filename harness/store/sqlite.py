@@ -226,7 +226,7 @@ class Store:
         row = self.db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
         if row is None:
             known = [r["run_id"] for r in self.runs()]
-            from harness.config import did_you_mean
+            from harness.errors import did_you_mean
 
             raise StoreError(
                 f"run {run_id!r} is not in the store {self.root}."
@@ -425,7 +425,7 @@ class Store:
         """Mark a rater (by name) as left out of leaderboards, or take them back in."""
         rater = self.rater_by_name(name)
         if rater is None:
-            from harness.config import did_you_mean
+            from harness.errors import did_you_mean
 
             known = [r["name"] for r in self.raters()]
             hint = did_you_mean(name, known) if known else " No raters yet: 'harness raters add NAME'."

@@ -19,7 +19,8 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from harness.config import SuiteConfig, did_you_mean
+from harness.config import SuiteConfig
+from harness.errors import did_you_mean
 from harness.suites import drawbench, geneval, own, partiprompts, t2i_compbench
 from harness.suites.base import SuiteError
 from harness.suites.filters import apply_filters

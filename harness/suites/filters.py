@@ -6,7 +6,8 @@ import random
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
-from harness.config import SuiteConfig, did_you_mean
+from harness.config import SuiteConfig
+from harness.errors import did_you_mean
 from harness.suites.base import SuiteError
 from harness.types import Prompt
 

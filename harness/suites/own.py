@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from harness.config import did_you_mean
+from harness.errors import did_you_mean
 from harness.suites.base import Parsed, json_lines, located, read_text
 from harness.types import CONTROL_KINDS, Control, Prompt, sha256_hex
 

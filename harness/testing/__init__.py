@@ -1,8 +1,5 @@
-"""Test helpers that ship with the package: tiny random-weight pipelines built offline.
+"""Fake provider servers for tests and demos (``harness fake-providers``).
 
-Importing this package does not import torch.
+Shipped so the demo command works from an installed package, but imported only by tests and that
+command: the import-linter contracts in pyproject.toml forbid the rest of the package to use it.
 """
-
-from harness.testing.tiny import ARCHS, build_tiny_pipeline, ensure_tiny_pipeline
-
-__all__ = ["ARCHS", "build_tiny_pipeline", "ensure_tiny_pipeline"]

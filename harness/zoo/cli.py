@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    from harness.cli import UserError
+    from harness.errors import UserError
     from harness.zoo import train as T
 
     args = _parser().parse_args(argv)

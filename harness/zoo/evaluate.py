@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.zoo import checker, world
+from harness.toyworld import checker, world
 
 SAMPLING = {"toy-unet": {"steps": 25, "guidance": 3.0}, "toy-dit": {"steps": 20, "guidance": 3.0}}
 """Default sampling settings (the model configs in conf/models/zoo_*.yaml use the same)."""

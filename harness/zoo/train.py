@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from harness.zoo import data as zdata
-from harness.zoo.vocab import MAX_TOKENS, toy_tokenizer
+from harness.toyworld import data as zdata
+from harness.toyworld.paths import ZOO_DIR
+from harness.toyworld.vocab import MAX_TOKENS, toy_tokenizer
 
-ZOO_DIR = Path(__file__).resolve().parents[1] / "data" / "zoo"
 IMAGE_SIZE = 64
 T5_TOKENS = 4
 """Zero 'T5' tokens the SD3 pipeline appends without a T5 (its ``max_sequence_length``)."""
@@ -255,7 +255,7 @@ def train(name: str, *, steps: int | None = None, minutes: float | None = None, 
     from tqdm import tqdm
 
     if name not in RECIPES:
-        from harness.config import did_you_mean
+        from harness.errors import did_you_mean
 
         raise ZooError(f"no zoo model {name!r}.{did_you_mean(name, list(RECIPES))}")
     recipe = RECIPES[name]

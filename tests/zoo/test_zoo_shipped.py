@@ -2,7 +2,7 @@
 
 import pytest
 
-from harness.zoo import paths, vocab, world
+from harness.toyworld import paths, vocab, world
 from harness.zoo.train import ZOO_DIR
 
 

@@ -1,0 +1,146 @@
+"""FalImages (queue: submit, status_url, response_url) against the fake."""
+
+import hashlib
+import json
+import logging
+
+import pytest
+
+from harness.errors import ConfigError
+from harness.generators.fal import FalImages
+from harness.store import Store
+from harness.store.journal import SubmitJournal
+from harness.testing.fake_providers import FakeProviders, Fault, prompt_png
+from harness.types import GenRequest
+
+KEY = "fal-planted-key:3c5e7a9b1d2f4e6a"
+APP = "fal-ai/flux/dev"
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    monkeypatch.setenv("FAL_KEY", KEY)
+    with FakeProviders(api_key=KEY) as f:
+        yield f
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "store")
+    yield s
+    s.close()
+
+
+def make(fake, model_id=APP, extra=None, store=None, **options):
+    opts = {"base_url": fake.url + "/fal", "backoff_s": 0.01, "timeout_s": 5,
+            "poll_interval_s": 0.01} | options
+    g = FalImages(name="f", label="F", model_id=model_id,
+                  params={"width": 1024, "height": 1024, "steps": 28, "guidance": 3.5,
+                          "extra": extra or {}}, options=opts, batch_size=4)
+    if store is not None:
+        g.prepare(store)
+    return g
+
+
+def req(gen, prompt="a red cube"):
+    return GenRequest(model=gen.name, generator=gen.kind, model_id=gen.model_id, revision=None,
+                      weights=None, prompt_id=hashlib.sha1(prompt.encode()).hexdigest()[:8],
+                      prompt=prompt, negative_prompt=None, sample=0, seed=5,
+                      width=gen.params["width"], height=gen.params["height"],
+                      steps=gen.params["steps"], guidance=gen.params["guidance"],
+                      params=gen.request_params())
+
+
+def one(gen, prompt="a red cube"):
+    return gen.generate([req(gen, prompt)])[0]
+
+
+def test_queue_submit_status_result_download(fake, store):
+    fake.pending_polls = 4
+    g = make(fake, store=store)
+    res = one(g)
+    assert res.status == "ok", res.error
+    assert res.image == prompt_png("a red cube") and res.info["seed"] == 5
+    assert res.cost_usd == pytest.approx(0.025) and res.info["polls"] == 5
+    assert fake.calls[f"/fal/{APP}"] == 1 and fake.calls["fal.status"] == 5
+    assert fake.calls["fal.result"] == 1 and fake.calls["fal.file"] == 1
+    assert fake.requests[0].json == {
+        "prompt": "a red cube", "seed": 5, "num_images": 1,
+        "image_size": {"width": 1024, "height": 1024}, "output_format": "png",
+        "enable_safety_checker": True, "num_inference_steps": 28, "guidance_scale": 3.5}
+    e = SubmitJournal(store).get(req(g).key())
+    assert e.state == "done" and e.poll_url.endswith("/status") and e.result_url
+    file_req = [r for r in fake.requests if r.route == "fal.file"][0]
+    assert "authorization" not in file_req.headers
+
+
+def test_sync_mode_data_uri_and_jpeg(fake):
+    res = one(make(fake, extra={"sync_mode": True, "output_format": "jpeg"}))
+    assert res.status == "ok" and res.image.startswith(b"\x89PNG")
+    assert fake.calls["fal.file"] == 0
+
+
+def test_bad_app_id_is_a_config_error():
+    with pytest.raises(ConfigError, match="app id"):
+        FalImages(name="f", label="F", model_id="flux")
+
+
+def test_nsfw_is_a_refusal(fake):
+    fake.set_outcome("forbidden", "moderated")
+    res = one(make(fake), "forbidden")
+    assert res.status == "refused" and res.refusal_reason == "nsfw_concepts" and res.image is None
+    assert fake.calls["fal.submit"] == 1
+
+
+def test_failed_request_is_an_error_and_forgotten(fake, store):
+    fake.set_outcome("boom", "failed")
+    g = make(fake, store=store)
+    res = one(g, "boom")
+    assert res.status == "error" and "Generation failed" in res.error
+    assert SubmitJournal(store).get(req(g, "boom").key()) is None
+
+
+def test_expired_image_url(fake):
+    fake.set_outcome("late", "expired")
+    res = one(make(fake), "late")
+    assert res.status == "error" and "HTTP 403" in res.error
+
+
+def test_unknown_app_is_a_404_error(fake):
+    res = one(make(fake, model_id="fal-ai/nope"))
+    assert res.status == "error" and "not found" in res.error and fake.calls["fal.submit"] == 1
+
+
+def test_faults_on_status_and_result_are_retried(fake):
+    fake.push("fal.submit", Fault.rate_limit(retry_after_ms=100))
+    fake.push("fal.status", Fault.server_error(503), Fault.slow(0.2))
+    fake.push("fal.result", Fault.server_error(500))
+    res = one(make(fake))
+    assert res.status == "ok" and fake.calls["fal.submit"] == 2 and len(fake.jobs) == 1
+
+
+def test_5xx_on_submit_is_not_resubmitted(fake):
+    fake.push("fal.submit", Fault.server_error(500))
+    res = one(make(fake))
+    assert res.status == "error" and fake.calls["fal.submit"] == 1
+
+
+def test_deadline_then_resume(fake, store):
+    fake.pending_polls = 10_000
+    first = one(make(fake, store=store, deadline_s=0.15))
+    assert first.status == "error" and "IN_" in first.error
+    for job in fake.jobs.values():
+        job.pending_polls = 0
+    res = one(make(fake, store=store))
+    assert res.status == "ok" and res.info["resumed"] and fake.calls["fal.submit"] == 1
+
+
+def test_key_never_leaks(fake, store, caplog):
+    caplog.set_level(logging.DEBUG)
+    fake.push("fal.status", Fault.server_error(502))
+    g = make(fake, store=store)
+    out = g.generate([req(g)])
+    assert out[0].status == "ok"
+    rows = json.dumps([dict(r) for r in store.db.execute("SELECT * FROM submits")])
+    for hay in (rows, caplog.text, json.dumps(g.describe()), repr(vars(g))):
+        assert KEY not in hay and "3c5e7a9b" not in hay

@@ -1,0 +1,239 @@
+"""OpenAIImages against the fake OpenAI server on 127.0.0.1 (no mocks)."""
+
+import base64
+import dataclasses
+import hashlib
+import io
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from harness import cli
+from harness.errors import ConfigError
+from harness.generators.openai_images import OpenAIImages
+from harness.testing.fake_providers import FakeProviders, Fault
+from harness.types import GenRequest
+
+KEY = "sk-planted-test-key-7f3a9c2e5b1d"
+GEN = "/v1/images/generations"
+EDIT = "/v1/images/edits"
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    with FakeProviders(api_key=KEY) as f:
+        yield f
+
+
+def make(fake, model_id="gpt-image-1", width=1024, height=1024, quality="medium", **options):
+    opts = {"base_url": fake.url + "/v1", "backoff_s": 0.01, "timeout_s": 5} | options
+    return OpenAIImages(name="m", label="M", model_id=model_id,
+                        params={"width": width, "height": height, "extra": {"quality": quality}},
+                        options=opts, batch_size=4)
+
+
+def req(gen, prompt="a red cube", controls=()):
+    return GenRequest(model=gen.name, generator=gen.kind, model_id=gen.model_id, revision=None,
+                      weights=None, prompt_id=hashlib.sha1(prompt.encode()).hexdigest()[:8],
+                      prompt=prompt, negative_prompt=None, sample=0, seed=0,
+                      width=gen.params["width"], height=gen.params["height"],
+                      params=gen.request_params(), controls=tuple(controls))
+
+
+def one(gen, prompt="a red cube", **kw):
+    return gen.generate([req(gen, prompt, **kw)])[0]
+
+
+def test_happy_path_png_request_id_cost(fake):
+    g = make(fake)
+    res = one(g)
+    assert res.status == "ok", res.error
+    assert res.image[:8] == b"\x89PNG\r\n\x1a\n"
+    Image.open(io.BytesIO(res.image)).verify()
+    assert res.provider_request_id.startswith("req_")
+    assert res.cost_usd == pytest.approx(0.042)
+    assert res.info["price_source"]["as_of"] and res.info["usage"]["output_tokens"]
+    assert res.latency_s > 0 and res.info["attempts"] == 1
+    sent = fake.requests[0].json
+    assert sent == {"model": "gpt-image-1", "prompt": "a red cube", "size": "1024x1024",
+                    "quality": "medium", "n": 1}
+
+
+def test_batch_runs_concurrently_and_in_order(fake):
+    g = make(fake)
+    prompts = [f"prompt {i}" for i in range(4)]
+    out = g.generate([req(g, p) for p in prompts])
+    assert [r.status for r in out] == ["ok"] * 4
+    from harness.testing.fake_providers import prompt_png
+    assert [r.image for r in out] == [prompt_png(p) for p in prompts]
+
+
+def test_429_retry_after_then_success(fake):
+    fake.push(GEN, Fault.rate_limit(retry_after=1))
+    res = one(make(fake))
+    assert res.status == "ok" and fake.calls[GEN] == 2
+    assert res.info["waited_s"] >= 1.0 and res.latency_s >= 1.0
+
+
+def test_5xx_on_a_paid_submit_is_an_error_never_resubmitted_in_the_run(fake):
+    # A 5xx answer means the submit reached the server: it may have been billed.
+    fake.push(GEN, Fault.server_error(503))
+    res = one(make(fake))
+    assert res.status == "error" and "HTTP 503" in res.error and fake.calls[GEN] == 1
+
+
+def test_retry_budget_exhausted_is_an_error_result(fake):
+    fake.push(GEN, *[Fault.rate_limit(retry_after=0)] * 4)
+    res = one(make(fake, max_retries=2))
+    assert res.status == "error" and "HTTP 429" in res.error and fake.calls[GEN] == 3
+    assert res.info["attempts"] == 3
+
+
+def test_401_is_an_error_not_retried(fake, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-some-other-key-000000")
+    res = one(make(fake))
+    assert res.status == "error" and "invalid_api_key" in res.error and fake.calls[GEN] == 1
+    assert "sk-some-other" not in res.error
+
+
+def test_missing_key_names_the_variable(fake, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY")
+    g = make(fake)  # constructing never needs the key
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY is not set"):
+        one(g)
+    assert fake.calls[GEN] == 0
+
+
+@pytest.mark.parametrize("fault, model, quality, code", [
+    (Fault.moderation(), "gpt-image-1", "medium", "moderation_blocked"),
+    (Fault.content_policy(), "dall-e-3", "standard", "content_policy_violation"),
+])
+def test_moderation_is_a_refusal_not_retried(fake, fault, model, quality, code):
+    fake.push_for_prompt("something forbidden", fault)
+    res = one(make(fake, model_id=model, quality=quality), "something forbidden")
+    assert res.status == "refused" and res.refusal_reason == code and res.image is None
+    assert fake.prompt_calls["something forbidden"] == 1
+
+
+def test_timeout_on_submit_is_an_error_sent_once(fake):
+    fake.push(GEN, Fault.hang(5))
+    res = one(make(fake, timeout_s=0.3))
+    assert res.status == "error" and "no answer" in res.error
+    assert fake.calls[GEN] == 1  # never billed twice
+
+
+def test_dalle3_revised_prompt_and_b64(fake):
+    res = one(make(fake, model_id="dall-e-3", quality="hd", width=1792, height=1024))
+    assert res.status == "ok", res.error
+    assert res.info["revised_prompt"].endswith("a red cube")
+    assert fake.requests[0].json["response_format"] == "b64_json"
+    assert res.cost_usd == pytest.approx(0.12)
+
+
+@pytest.mark.parametrize("model, w, h, valid", [
+    ("gpt-image-1", 512, 512, "1024x1024, 1536x1024, 1024x1536"),
+    ("dall-e-3", 1536, 1024, "1024x1024, 1792x1024, 1024x1792"),
+])
+def test_bad_size_is_a_config_error_listing_valid_sizes(fake, model, w, h, valid):
+    with pytest.raises(ConfigError, match=f"does not make {w}x{h}.*{valid}"):
+        make(fake, model_id=model, width=w, height=h,
+             quality="medium" if model.startswith("gpt") else "standard")
+
+
+def test_bad_quality_is_a_config_error(fake):
+    with pytest.raises(ConfigError, match="Valid: standard, hd"):
+        make(fake, model_id="dall-e-3", quality="medium")
+
+
+def _control(tmp_path, kind, im):
+    p = tmp_path / f"{kind}.png"
+    im.save(p)
+    return {"kind": kind, "sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "params": {},
+            "path": str(p)}
+
+
+def test_inpainting_sends_an_alpha_mask_transparent_where_harness_mask_is_white(fake, tmp_path):
+    g = make(fake)
+    init = Image.new("RGB", (1024, 1024), (10, 200, 30))
+    mask = Image.new("L", (1024, 1024), 0)
+    mask.paste(255, (100, 200, 600, 700))  # white = area to edit
+    controls = [_control(tmp_path, "init_image", init), _control(tmp_path, "mask", mask)]
+    res = one(g, "add a cat", controls=controls)
+    assert res.status == "ok", res.error
+    assert fake.calls[EDIT] == 1 and fake.calls[GEN] == 0 and res.info["endpoint"] == "edits"
+    sent = fake.requests[0]
+    assert sent.form["prompt"] == "add a cat" and sent.form["size"] == "1024x1024"
+    m = Image.open(io.BytesIO(sent.files["mask"]))
+    assert m.mode == "RGBA"
+    want = mask.point(lambda v: 0 if v == 255 else 255).tobytes()
+    assert m.getchannel("A").tobytes() == want
+    assert Image.open(io.BytesIO(sent.files["image"])).size == (1024, 1024)
+
+
+def test_official_sdk_parses_the_fake(fake):
+    from openai import OpenAI
+
+    client = OpenAI(api_key=KEY, base_url=fake.url + "/v1", max_retries=0)
+    r = client.images.generate(model="gpt-image-1", prompt="a red cube", size="1024x1024",
+                               quality="low", n=1)
+    assert base64.b64decode(r.data[0].b64_json)[:4] == b"\x89PNG"
+    assert r.usage.output_tokens > 0 and r.created > 0
+    r3 = client.images.generate(model="dall-e-3", prompt="a red cube", size="1024x1024",
+                                response_format="b64_json")
+    assert r3.data[0].revised_prompt
+    import openai
+
+    fake.push(GEN, Fault.moderation())
+    with pytest.raises(openai.BadRequestError) as e:
+        client.images.generate(model="gpt-image-1", prompt="x")
+    assert e.value.code == "moderation_blocked"
+    with pytest.raises(openai.AuthenticationError):
+        OpenAI(api_key="sk-wrong", base_url=fake.url + "/v1", max_retries=0).images.generate(
+            model="gpt-image-1", prompt="x")
+
+
+def test_key_never_leaks_into_repr_describe_results_or_logs(fake, caplog):
+    caplog.set_level(logging.DEBUG)
+    g = make(fake)
+    fake.push(GEN, Fault.rate_limit(retry_after_ms=10))
+    fake.push_for_prompt("forbidden", Fault.moderation())
+    results = g.generate([req(g, "a red cube"), req(g, "forbidden")])
+    fake.push(GEN, Fault.server_error(500), *[Fault(400)] * 2)
+    results += g.generate([req(g, "x")])
+    assert [r.status for r in results] == ["ok", "refused", "error"]
+    haystack = [repr(g), json.dumps(g.describe()), repr(vars(g)), repr(g._http), caplog.text]
+    for r in results:
+        d = dataclasses.asdict(r)
+        d.pop("image")
+        haystack += [json.dumps(d, default=str), repr(d)]
+    for text in haystack:
+        assert KEY not in text
+    g.close()
+    assert KEY not in repr(vars(g))
+
+
+def _all_bytes(folder: Path) -> list[tuple[Path, bytes]]:
+    return [(p, p.read_bytes()) for p in folder.rglob("*") if p.is_file()]
+
+
+def test_end_to_end_run_stores_no_key_and_resumes_without_submits(fake, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HARNESS_STORE", raising=False)
+    store, reports = tmp_path / "store", tmp_path / "reports"
+    overrides = ["models=[openai_gpt_image]",
+                 f"models.openai_gpt_image.options.base_url={fake.url}/v1",
+                 "models.openai_gpt_image.options.backoff_s=0.01",
+                 f"store.root={store}", f"report.dir={reports}", "suite.limit=2",
+                 "metrics=[colorfulness]", "progress=false"]
+    out = cli.dispatch(cli.compose(overrides))
+    assert fake.calls[GEN] == 2, out
+    files = _all_bytes(store) + _all_bytes(reports)
+    assert files and any(p.suffix == ".png" for p, _ in files)
+    for p, data in files:
+        assert KEY.encode() not in data, p
+    cli.dispatch(cli.compose(overrides))
+    assert fake.calls[GEN] == 2  # everything was stored: no new submits
