@@ -38,8 +38,9 @@ bench: $(STAMP)  ## benchmarks (CPU); each prints its headline figure last
 	@for b in resume local_overhead fid_speed metrics_throughput preference_speed api_throughput ray_scaling zoo_quality; do \
 		echo "== benchmarks/$$b.py"; $(PY) benchmarks/$$b.py || status=1; done; exit $${status:-0}
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff, and the layer contracts of pyproject.toml (also checked by make test)
 	$(VENV)/bin/ruff check harness tests benchmarks
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf store reports .pytest_cache

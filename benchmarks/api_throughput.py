@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.bfl:
             from harness.generators.bfl import BFLImages
             from harness.store import Store
+            from harness.store.journal import StoreJournal
 
             with tempfile.TemporaryDirectory() as tmp:
                 store = Store(tmp)
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                               params={"width": 1024, "height": 1024}, batch_size=args.images,
                               options={"base_url": url, "concurrency": args.concurrency,
                                        "poll_interval_s": 0.05})
-                b.prepare(store)
+                b.attach_journal(StoreJournal(store))
                 mb = measure(b, url, args.images, args.latency, "b")
                 store.close()
             print(f"bfl (submit, poll, download; journaled), {args.images} images:")

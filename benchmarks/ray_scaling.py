@@ -21,7 +21,8 @@ from pathlib import Path
 
 import ray
 
-from harness import cli
+from harness.assemble import compose
+from harness.cli import dispatch
 from harness.generators.base import Generator
 from harness.runner.plan import plan_units
 from harness.runner.ray_executor import RayExecutor
@@ -76,12 +77,12 @@ def overhead(tmp: Path) -> tuple[float, float]:
              "+models.toy_dit.options.torch_threads=1"]
     ray_args = ["executor=ray", "executor.options.workers=1", "executor.options.log_to_driver=false"]
     # Build the tiny models once, outside the timings.
-    cli.dispatch(cli.compose([*small, f"store.root={tmp / 'warm'}"]))
+    dispatch(compose([*small, f"store.root={tmp / 'warm'}"]))
     times = {}
     for name, extra in (("local", []), ("ray", ray_args)):
-        cfg = cli.compose([*small, f"store.root={tmp / name}", *extra])
+        cfg = compose([*small, f"store.root={tmp / name}", *extra])
         t0 = time.perf_counter()
-        cli.dispatch(cfg)
+        dispatch(cfg)
         times[name] = time.perf_counter() - t0
     return times["local"], times["ray"]
 

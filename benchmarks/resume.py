@@ -12,7 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import cli
+from harness.assemble import compose
+from harness.cli import dispatch
 
 
 def main(overrides: list[str]) -> int:
@@ -21,9 +22,9 @@ def main(overrides: list[str]) -> int:
                 "progress=false", *overrides]
 
         def once() -> tuple[float, int]:
-            cfg = cli.compose(["command=run", *base])
+            cfg = compose(["command=run", *base])
             t0 = time.perf_counter()
-            res = cli.dispatch(cfg)
+            res = dispatch(cfg)
             return time.perf_counter() - t0, res["stats"].calls
 
         first, first_calls = once()

@@ -191,7 +191,7 @@ GROUPS = {"suite": SuiteConfig, "store": StoreConfig, "executor": ExecutorConfig
 MULTI_GROUPS = {"models": ModelConfig, "metrics": MetricConfig}
 
 
-def _check(schema: type, node: Any, where: str) -> Any:
+def check_section(schema: type, node: Any, where: str) -> Any:
     """Merge one config node onto its schema, turning OmegaConf errors into teaching ones."""
     if not isinstance(node, (DictConfig, dict)):
         raise ConfigError(f"{where}: expected a mapping of settings, got {node!r}.")
@@ -203,7 +203,7 @@ def _check(schema: type, node: Any, where: str) -> Any:
     for f in fields(schema):
         sub = node.get(f.name) if f.name in keys else None
         if sub is not None and is_dataclass(f.default_factory() if callable(f.default_factory) else None):
-            _check(type(f.default_factory()), sub, f"{where}.{f.name}")
+            check_section(type(f.default_factory()), sub, f"{where}.{f.name}")
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), node)
     except (ValidationError, ConfigKeyError) as e:
@@ -219,19 +219,19 @@ def validate(cfg: DictConfig) -> DictConfig:
     """Check the composed config against the schemas; return it with defaults filled in."""
     top = {k: v for k, v in cfg.items() if k not in GROUPS and k not in MULTI_GROUPS
            and k not in ("hydra", "experiment")}
-    _check(RootConfig, OmegaConf.create(top), "config")
+    check_section(RootConfig, OmegaConf.create(top), "config")
     out = OmegaConf.to_container(cfg, resolve=True)
     out = OmegaConf.create(out)
     for g, schema in GROUPS.items():
         if g not in cfg:
             raise ConfigError(f"config: group {g!r} is not selected; add '{g}=<name>'.")
-        out[g] = _check(schema, cfg[g], g)
+        out[g] = check_section(schema, cfg[g], g)
     for g, schema in MULTI_GROUPS.items():
         node = cfg.get(g) or {}
         if not isinstance(node, (DictConfig, dict)):
             raise ConfigError(f"{g}: expected named entries (select with '{g}=[a,b]').")
         for name, sub in node.items():
-            out[g][name] = _check(schema, sub, f"{g}.{name}")
+            out[g][name] = check_section(schema, sub, f"{g}.{name}")
     if out.command not in COMMANDS:
         raise ConfigError(f"command {out.command!r} unknown.{did_you_mean(out.command, COMMANDS)}")
     if out.samples < 1:

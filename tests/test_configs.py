@@ -4,14 +4,14 @@ import re
 
 import pytest
 
-from harness import cli
+from harness import assemble
 from harness.config import validate
-from harness.errors import ConfigError
+from harness.errors import ConfigError, UserError
 from harness.suites import SuiteError, load_suite
 
 
 def _names(group):
-    return cli.group_options(group)
+    return assemble.group_options(group)
 
 
 def test_every_group_has_configs():
@@ -21,9 +21,9 @@ def test_every_group_has_configs():
 
 @pytest.mark.parametrize("name", _names("models"))
 def test_model_config_instantiates_without_loading(name, model_cache):
-    cfg = validate(cli.compose([f"models=[{name}]"]))
+    cfg = validate(assemble.compose([f"models=[{name}]"]))
     assert list(cfg.models) == [name]
-    gens = cli.build_generators(cfg)
+    gens = assemble.build_generators(cfg)
     g = gens[name]
     assert g.name == name and g.label and g.model_id
     d = g.describe()
@@ -33,14 +33,14 @@ def test_model_config_instantiates_without_loading(name, model_cache):
 
 @pytest.mark.parametrize("name", _names("models"))
 def test_model_files_declare_their_own_package(name):
-    first = (cli.CONF_DIR / "models" / f"{name}.yaml").read_text().splitlines()[0]
+    first = (assemble.CONF_DIR / "models" / f"{name}.yaml").read_text().splitlines()[0]
     assert first == f"# @package models.{name}"
 
 
 @pytest.mark.parametrize("name", _names("metrics"))
 def test_metric_config_instantiates(name):
-    cfg = validate(cli.compose([f"metrics=[{name}]"]))
-    m = cli.build_metrics(cfg)[name]
+    cfg = validate(assemble.compose([f"metrics=[{name}]"]))
+    m = assemble.build_metrics(cfg)[name]
     assert m.per in ("image", "set")
     assert isinstance(m.higher_is_better, bool)
     assert len(m.settings_hash()) == 16
@@ -50,7 +50,7 @@ def test_metric_config_instantiates(name):
 def test_suite_config_composes_and_loads_or_says_where_to_get_the_file(name, monkeypatch):
     for var in ("HARNESS_PARTIPROMPTS", "HARNESS_DRAWBENCH", "HARNESS_GENEVAL", "HARNESS_T2I_COMPBENCH"):
         monkeypatch.delenv(var, raising=False)
-    cfg = validate(cli.compose([f"suite={name}"]))
+    cfg = validate(assemble.compose([f"suite={name}"]))
     assert cfg.suite.name == name
     try:
         suite = load_suite(cfg.suite)
@@ -63,25 +63,23 @@ def test_suite_config_composes_and_loads_or_says_where_to_get_the_file(name, mon
 
 @pytest.mark.parametrize("name", _names("experiment"))
 def test_experiment_presets_compose(name, model_cache):
-    cfg = validate(cli.compose([f"experiment={name}"]))
-    cli.build_generators(cfg)
-    cli.build_metrics(cfg)
+    cfg = validate(assemble.compose([f"experiment={name}"]))
+    assemble.build_generators(cfg)
+    assemble.build_metrics(cfg)
 
 
 def test_executor_and_store_instantiate():
-    from hydra.utils import instantiate
-
-    cfg = validate(cli.compose([]))
+    cfg = validate(assemble.compose([]))
     for name in _names("executor"):
-        c = validate(cli.compose([f"executor={name}"]))
-        assert hasattr(instantiate(c.executor, _convert_="all"), "execute")
+        c = validate(assemble.compose([f"executor={name}"]))
+        assert hasattr(assemble.build_executor(c), "execute")
     assert cfg.store.root
 
 
 def test_every_setting_in_conf_is_commented():
     """Each key line in conf/ has a comment on it or directly above it (a run of sibling
     scalar keys such as width/height may share one comment)."""
-    for path in sorted(cli.CONF_DIR.rglob("*.yaml")):
+    for path in sorted(assemble.CONF_DIR.rglob("*.yaml")):
         prev_ok, prev_indent, prev_line = False, -1, ""
         for i, line in enumerate(path.read_text().splitlines()):
             s = line.strip()
@@ -105,13 +103,13 @@ def test_every_setting_in_conf_is_commented():
 ])
 def test_bad_values_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
-        validate(cli.compose(override))
+        validate(assemble.compose(override))
 
 
 def test_misspelt_model_key_is_named(model_cache):
     name = _names("models")[0]
     with pytest.raises(ConfigError, match=rf"models\.{name}\.params: unknown key 'stpes'.*'steps'"):
-        validate(cli.compose([f"models=[{name}]", f"+models.{name}.params.stpes=3"]))
+        validate(assemble.compose([f"models=[{name}]", f"+models.{name}.params.stpes=3"]))
 
 
 @pytest.mark.parametrize("override, message", [
@@ -128,10 +126,10 @@ def test_misspelt_model_key_is_named(model_cache):
     (["metrics.ocr.settings.engnie=tesseract"], "Did you mean 'engine'"),
 ])
 def test_prevalidation_suggests(override, message):
-    with pytest.raises(cli.UserError, match=message):
-        cli.prevalidate(override)
+    with pytest.raises(UserError, match=message):
+        assemble.prevalidate(override)
 
 
 def test_known_metric_settings_pass_prevalidation():
-    cli.prevalidate(["metrics.fid_toy.settings.cpu_streams=1", "metrics.ocr.settings.engine=tesseract",
+    assemble.prevalidate(["metrics.fid_toy.settings.cpu_streams=1", "metrics.ocr.settings.engine=tesseract",
                      "metrics.nonexistent.settings.x=1"])

@@ -9,16 +9,17 @@ same for every image of a run.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
+
+from harness.store.rows import Record
 
 BACKGROUND = (24, 24, 24)
 """Letterbox colour (dark grey: neither image's own background)."""
 
 
-def canvas_size(records: Iterable[Mapping[str, Any]], *, lo: int = 256, hi: int = 768) -> tuple[int, int]:
+def canvas_size(records: Iterable[Record], *, lo: int = 256, hi: int = 768) -> tuple[int, int]:
     """One square canvas per run: the largest image side, clamped to [lo, hi]."""
-    sides = [max(int(r.get("width") or 0), int(r.get("height") or 0)) for r in records]
+    sides = [max(int(r.width or 0), int(r.height or 0)) for r in records]
     side = max(sides, default=lo)
     return (min(hi, max(lo, side)),) * 2
 

@@ -2,7 +2,9 @@
 
 Both take the usual ``key=value`` overrides for the store (``store.root=PATH``) and, for
 ``rate``, the run: ``run.name=RUN``, or ``suite=... models=[...] samples=N`` as given to
-``harness run`` (the run id is derived the same way).
+``harness run`` (the newest stored run of that suite with those models and samples).
+The ``harness`` command composes the overrides and calls ``main(options, cfg)``: this package
+sits below the command line and never composes configs or builds models itself.
 """
 
 from __future__ import annotations
@@ -33,52 +35,46 @@ invite raters with 'harness raters add NAME --email ADDRESS'.
 """
 
 
-def _split(argv: list[str]) -> tuple[list[str], list[str]]:
-    """(options, key=value overrides)."""
-    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
-    return [a for a in argv if a not in overrides], overrides
-
-
-def _store(overrides: list[str], *, create: bool = False):
-    from harness.cli import compose
+def _store(cfg, *, create: bool = False):
+    """The store of the composed config (``store.root``)."""
     from harness.store import Store, StoreError
 
-    cfg = compose(overrides)
     try:
-        return Store(cfg.store.root, create=create), cfg
+        return Store(cfg.store.root, create=create)
     except StoreError as e:
         raise UserError(str(e)) from None
 
 
 def resolve_run(store, cfg) -> str:
-    """The run to rate: run.name, else the run 'harness run' makes for this suite and models."""
+    """The run to rate: run.name, else the newest stored run of the selected suite whose models
+    are the selected ones, with as many samples and the same seed (what 'harness run' stored).
+
+    Read from the store alone: no model is built (that could hash weight folders or build
+    models) and the suite file is not read.
+    """
+    from harness.config import validate
+    from harness.errors import ConfigError
     from harness.store import StoreError
 
     try:
         if cfg.run.name:
-            return store.run(cfg.run.name)["run_id"]
-        from omegaconf import OmegaConf
-
-        from harness.cli import build_generators
-        from harness.config import validate
-        from harness.errors import ConfigError
-        from harness.runner.pipeline import make_plan
-        from harness.suites import SuiteError, load_suite
-
+            return store.run(cfg.run.name).run_id
         try:
             cfg = validate(cfg)
-            plan = make_plan(load_suite(cfg.suite), build_generators(cfg), samples=cfg.samples,
-                             seed=cfg.seed, config=OmegaConf.to_container(cfg, resolve=True))
-        except (ConfigError, SuiteError) as e:
+        except ConfigError as e:
             raise UserError(str(e)) from None
-        known = [r["run_id"] for r in store.runs(plan.suite.name)]
-        if plan.run_id not in known:
-            hint = (f" Runs of suite {plan.suite.name!r} in the store: {', '.join(known)}; pick one with "
-                    f"run.name=RUN." if known else f" The store has no run of suite {plan.suite.name!r}; "
-                    f"make one with 'harness run suite={plan.suite.name}'.")
-            raise UserError(f"no run {plan.run_id!r} (suite {plan.suite.name!r} with these models and "
-                            f"samples) in the store {store.root}.{hint}")
-        return plan.run_id
+        suite, models = cfg.suite.name, sorted(cfg.models or {})
+        runs = store.runs(suite)
+        for r in reversed(runs):  # newest first
+            if (sorted(store.run_models(r.run_id)) == models and r.manifest.get("samples") == cfg.samples
+                    and r.manifest.get("seed", cfg.seed) == cfg.seed):
+                return r.run_id
+        known = [r.run_id for r in runs]
+        hint = (f" Runs of suite {suite!r} in the store: {', '.join(known)}; pick one with run.name=RUN."
+                if known else f" The store has no run of suite {suite!r}; make one with "
+                f"'harness run suite={suite}'.")
+        raise UserError(f"no run of suite {suite!r} with models {', '.join(models) or 'none'} and "
+                        f"samples={cfg.samples} in the store {store.root}.{hint}")
     except StoreError as e:
         raise UserError(str(e)) from None
 
@@ -105,8 +101,11 @@ def app_env(store_root: Path, run_id: str, admin_token: str, *, mode: str = "bal
     return env
 
 
-def main(argv: list[str]) -> int:
-    """``harness rate``: check the run can be rated, then serve the app until Ctrl-C."""
+def main(argv: list[str], cfg) -> int:
+    """``harness rate``: check the run can be rated, then serve the app until Ctrl-C.
+
+    ``argv`` holds the options; ``cfg`` is the config composed from the ``key=value`` arguments.
+    """
     parser = argparse.ArgumentParser(
         prog="harness rate", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=RATE_EPILOG,
         usage="harness rate [run.name=RUN | suite=S models=[A,B]] [store.root=PATH] [options]",
@@ -123,8 +122,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--gold-every", type=int, default=10, metavar="N",
                         help="a gold pair (see 'harness raters gold') after every N votes; 0: none")
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)  # fixed picks, for tests
-    opts, overrides = _split(argv)
-    args = parser.parse_args(opts)
+    args = parser.parse_args(argv)
     if not 0 <= args.port < 65536:
         raise UserError(f"--port {args.port} is not a port number (0-65535)")
     if args.repeat_every < 0 or args.gold_every < 0:
@@ -133,7 +131,7 @@ def main(argv: list[str]) -> int:
         import streamlit  # noqa: F401
     except ModuleNotFoundError:
         raise UserError("the rating app needs Streamlit: pip install 'harness[app]'") from None
-    store, cfg = _store(overrides)
+    store = _store(cfg)
     run_id = resolve_run(store, cfg)
     from harness.app import pairs
 
@@ -176,8 +174,9 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def raters_main(argv: list[str]) -> int:
-    """``harness raters add NAME | list | exclude NAME | include NAME | gold ...``."""
+def raters_main(argv: list[str], cfg) -> int:
+    """``harness raters add NAME | list | exclude NAME | include NAME | gold ...``; ``cfg`` is the
+    config composed from the ``key=value`` arguments (``store.root``, ``run.name``)."""
     parser = argparse.ArgumentParser(
         prog="harness raters", usage="harness raters {add,list,exclude,include,gold} ... [store.root=PATH]",
         description="Invite raters for the rating app and manage them.")
@@ -197,11 +196,10 @@ def raters_main(argv: list[str]) -> int:
     p.add_argument("worse", help="model whose image should lose")
     p.add_argument("--sample", type=int, default=0, help="sample index of both images (default 0)")
     p.add_argument("--note", help="why this answer is known")
-    opts, overrides = _split(argv)
-    args = parser.parse_args(opts)
+    args = parser.parse_args(argv)
     from harness.store import StoreError
 
-    store, cfg = _store(overrides, create=args.action == "add")
+    store = _store(cfg, create=args.action == "add")
     try:
         if args.action == "add":
             token = store.add_rater(args.name, admin=args.admin, email=args.email)
@@ -215,9 +213,9 @@ def raters_main(argv: list[str]) -> int:
             if not rows:
                 print("no raters yet: 'harness raters add NAME'")
             for r in rows:
-                flags = [f for f, on in (("excluded", r["excluded"]), ("admin", r["is_admin"])) if on]
-                print(f"{r['name']:<24} {counts.get(r['rater_id'], 0):>6} votes  added {r['created_at'][:10]}"
-                      + (f"  {r['email']}" if r.get("email") else "") + (f"  [{', '.join(flags)}]" if flags
+                flags = [f for f, on in (("excluded", r.excluded), ("admin", r.is_admin)) if on]
+                print(f"{r.name:<24} {counts.get(r.rater_id, 0):>6} votes  added {r.created_at[:10]}"
+                      + (f"  {r.email}" if r.email else "") + (f"  [{', '.join(flags)}]" if flags
                                                                           else ""))
         elif args.action in ("exclude", "include"):
             store.exclude_rater(args.name, args.action == "exclude")
@@ -226,15 +224,15 @@ def raters_main(argv: list[str]) -> int:
         elif args.action == "gold":
             if not cfg.run.name:
                 raise UserError("say which run the gold pair belongs to: run.name=RUN")
-            run_id = store.run(cfg.run.name)["run_id"]
+            run_id = store.run(cfg.run.name).run_id
             keys = {}
             for model in (args.better, args.worse):
-                match = [r for r in store.records(run_id, status="ok") if r["model"] == model
-                         and r["prompt_id"] == args.prompt_id and r["sample"] == args.sample]
+                match = [r for r in store.records(run_id, status="ok") if r.model == model
+                         and r.prompt_id == args.prompt_id and r.sample == args.sample]
                 if not match:
                     raise UserError(f"run {run_id!r} has no image of model {model!r} for prompt "
                                     f"{args.prompt_id!r}, sample {args.sample}")
-                keys[model] = match[0]["key"]
+                keys[model] = match[0].key
             store.add_gold_pair(run_id, keys[args.better], keys[args.worse], args.note)
             print(f"gold pair added: on {args.prompt_id!r}, {args.better} should beat {args.worse}")
     except StoreError as e:

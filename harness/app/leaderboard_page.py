@@ -15,14 +15,13 @@ import streamlit as st
 from harness.leaderboard.plots import metric_ci_png, preference_ci_png, text_or_none, thumbnail_png
 from harness.leaderboard.render import (
     Block,
-    _fmt,
-    _labels,
     agreement_blocks,
     main_blocks,
     model_blocks,
     preference_blocks,
 )
 from harness.leaderboard.table import Leaderboard, build_leaderboard
+from harness.leaderboard.text import fmt, model_labels
 from harness.leaderboard.votes import fingerprint
 from harness.store import Store, StoreError
 
@@ -93,7 +92,7 @@ def show(store: Store, run_id: str, **settings: Any) -> Leaderboard | None:
         st.image(png)
     pref = preference_blocks(lb)
     _draw(pref[:2])
-    png = preference_ci_png(lb.preference, _labels(lb))
+    png = preference_ci_png(lb.preference, model_labels(lb))
     if png is not None:
         st.image(png)
     _draw(pref[2:])
@@ -126,4 +125,4 @@ def gallery(lb: Leaderboard) -> None:
                            else "image file missing" if r["status"] == "ok" else f"no image ({r['status']})")
                     st.markdown(f"**{r['label']}**  \n{why}")
                 if r["scores"]:
-                    st.caption(" · ".join(f"{k} {_fmt(v)}" for k, v in r["scores"].items()))
+                    st.caption(" · ".join(f"{k} {fmt(v)}" for k, v in r["scores"].items()))

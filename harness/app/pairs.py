@@ -10,7 +10,8 @@ repeat of one of their earlier votes (sides swapped) when one is due, otherwise 
 they have not seen. Fresh pairs are balanced (least-voted model pair first, then the
 least-voted prompt, then the least-voted pair) or, in adaptive mode, taken from the model pair
 whose order is least certain under a Bradley-Terry fit of the votes so far. Sides are
-randomised per pick. Votes are dicts as :meth:`harness.store.Store.votes` returns them.
+randomised per pick. Records, votes and gold pairs are the store's typed rows
+(:mod:`harness.store.rows`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from harness.store.rows import GoldPair, Record, Vote
 
 MODES = ("balanced", "adaptive")
 
@@ -101,19 +104,19 @@ def pair_key(k1: str, k2: str) -> tuple[str, str]:
     return (k1, k2) if k1 <= k2 else (k2, k1)
 
 
-def usable_items(records: Iterable[Mapping[str, Any]]) -> list[Item]:
+def usable_items(records: Iterable[Record]) -> list[Item]:
     """Records that can be shown: status ok with a stored image."""
-    return [Item(r["key"], r["model"], r["prompt_id"], int(r["sample"])) for r in records
-            if r.get("status") == "ok" and r.get("image_sha256")]
+    return [Item(r.key, r.model, r.prompt_id, int(r.sample)) for r in records
+            if r.status == "ok" and r.image_sha256]
 
 
-def refusal_rates(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+def refusal_rates(records: Iterable[Record]) -> dict[str, dict[str, Any]]:
     """Per model: images, refusals, errors and the refusal rate (refused / (ok + refused))."""
     out: dict[str, dict[str, Any]] = {}
     for r in records:
-        c = out.setdefault(r["model"], {"ok": 0, "refused": 0, "error": 0})
-        st = r.get("status")
-        if st == "ok" and not r.get("image_sha256"):
+        c = out.setdefault(r.model, {"ok": 0, "refused": 0, "error": 0})
+        st = r.status
+        if st == "ok" and not r.image_sha256:
             st = "refused"  # an "ok" without an image was filtered: it cannot be rated either
         c[st if st in c else "error"] += 1
     for c in out.values():
@@ -143,11 +146,11 @@ def candidate_pairs(items: Iterable[Item]) -> list[Candidate]:
     return out
 
 
-def _fresh(votes: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    return [v for v in votes if not v.get("is_repeat") and not v.get("is_gold")]
+def _fresh(votes: Sequence[Vote]) -> list[Vote]:
+    return [v for v in votes if not v.is_repeat and not v.is_gold]
 
 
-def order_uncertainty(votes: Sequence[Mapping[str, Any]], models: Sequence[str]
+def order_uncertainty(votes: Sequence[Vote], models: Sequence[str]
                       ) -> dict[tuple[str, str], float]:
     """How sure the votes are about each model pair's order: a z-like score, 0 = no idea.
 
@@ -162,12 +165,12 @@ def order_uncertainty(votes: Sequence[Mapping[str, Any]], models: Sequence[str]
 
     models = sorted(models)
     fresh = _fresh(votes)
-    table = pd.DataFrame({"left": [v["left_model"] for v in fresh],
-                          "right": [v["right_model"] for v in fresh],
-                          "choice": [v["choice"] for v in fresh]}, columns=["left", "right", "choice"])
+    table = pd.DataFrame({"left": [v.left_model for v in fresh],
+                          "right": [v.right_model for v in fresh],
+                          "choice": [v.choice for v in fresh]}, columns=["left", "right", "choice"])
     table = table[table["left"].isin(models) & table["right"].isin(models)]
     theta = bradley_terry(table, models=models) if len(table) else None
-    n = Counter(tuple(sorted((v["left_model"], v["right_model"]))) for v in fresh)
+    n = Counter(tuple(sorted((v.left_model, v.right_model))) for v in fresh)
     out = {}
     for i, a in enumerate(models):
         for b in models[i + 1:]:
@@ -179,7 +182,7 @@ def order_uncertainty(votes: Sequence[Mapping[str, Any]], models: Sequence[str]
     return out
 
 
-def choose_fresh(candidates: Sequence[Candidate], votes: Sequence[Mapping[str, Any]],
+def choose_fresh(candidates: Sequence[Candidate], votes: Sequence[Vote],
                  seen: set[tuple[str, str]], rng: random.Random, *, mode: str = "balanced"
                  ) -> Candidate | None:
     """The next fresh pair for a rater who has seen ``seen`` (pair keys), or None when none is left.
@@ -194,10 +197,10 @@ def choose_fresh(candidates: Sequence[Candidate], votes: Sequence[Mapping[str, A
     if not open_:
         return None
     fresh = _fresh(votes)
-    by_models = Counter(tuple(sorted((v["left_model"], v["right_model"]))) for v in fresh)
-    by_prompt = Counter(v["prompt_id"] for v in fresh)
-    by_both = Counter((tuple(sorted((v["left_model"], v["right_model"]))), v["prompt_id"]) for v in fresh)
-    by_pair = Counter(pair_key(v["left_key"], v["right_key"]) for v in fresh)
+    by_models = Counter(tuple(sorted((v.left_model, v.right_model))) for v in fresh)
+    by_prompt = Counter(v.prompt_id for v in fresh)
+    by_both = Counter((tuple(sorted((v.left_model, v.right_model))), v.prompt_id) for v in fresh)
+    by_pair = Counter(pair_key(v.left_key, v.right_key) for v in fresh)
     z: dict[tuple[str, str], float] = {}
     if mode == "adaptive":
         z = order_uncertainty(votes, sorted({m for c in candidates for m in c.models}))
@@ -211,8 +214,8 @@ def orient(a: Item, b: Item, rng: random.Random) -> tuple[Item, Item]:
     return (a, b) if rng.random() < 0.5 else (b, a)
 
 
-def due_repeat(rater_votes: Sequence[Mapping[str, Any]], settings: PairSettings,
-               rng: random.Random) -> Mapping[str, Any] | None:
+def due_repeat(rater_votes: Sequence[Vote], settings: PairSettings,
+               rng: random.Random) -> Vote | None:
     """The earlier vote to repeat now (sides swapped), or None when no repeat is due.
 
     One repeat is due after every ``repeat_every`` fresh votes; the vote repeated is a fresh one
@@ -220,37 +223,37 @@ def due_repeat(rater_votes: Sequence[Mapping[str, Any]], settings: PairSettings,
     if settings.repeat_every <= 0:
         return None
     fresh = _fresh(rater_votes)
-    repeated = {v.get("repeat_of") for v in rater_votes if v.get("is_repeat")}
-    n_repeats = sum(1 for v in rater_votes if v.get("is_repeat"))
+    repeated = {v.repeat_of for v in rater_votes if v.is_repeat}
+    n_repeats = sum(1 for v in rater_votes if v.is_repeat)
     if len(fresh) < (n_repeats + 1) * settings.repeat_every:
         return None
     cutoff = len(rater_votes) - settings.repeat_gap
-    position = {v["vote_id"]: i for i, v in enumerate(rater_votes)}
-    eligible = [v for v in fresh if v["vote_id"] not in repeated and position[v["vote_id"]] < cutoff]
+    position = {v.vote_id: i for i, v in enumerate(rater_votes)}
+    eligible = [v for v in fresh if v.vote_id not in repeated and position[v.vote_id] < cutoff]
     return rng.choice(eligible) if eligible else None
 
 
-def due_gold(rater_votes: Sequence[Mapping[str, Any]], gold: Sequence[Mapping[str, Any]],
+def due_gold(rater_votes: Sequence[Vote], gold: Sequence[GoldPair],
              items: Mapping[str, Item], settings: PairSettings, rng: random.Random
              ) -> tuple[Item, Item] | None:
     """A gold pair (better, worse) the rater has not seen, when one is due, else None."""
     if settings.gold_every <= 0 or not gold:
         return None
-    n_gold = sum(1 for v in rater_votes if v.get("is_gold"))
+    n_gold = sum(1 for v in rater_votes if v.is_gold)
     if len(rater_votes) - n_gold < (n_gold + 1) * settings.gold_every:
         return None
-    seen = {pair_key(v["left_key"], v["right_key"]) for v in rater_votes}
-    left = [g for g in gold if pair_key(g["better_key"], g["worse_key"]) not in seen
-            and g["better_key"] in items and g["worse_key"] in items]
+    seen = {pair_key(v.left_key, v.right_key) for v in rater_votes}
+    left = [g for g in gold if pair_key(g.better_key, g.worse_key) not in seen
+            and g.better_key in items and g.worse_key in items]
     if not left:
         return None
     g = rng.choice(left)
-    return items[g["better_key"]], items[g["worse_key"]]
+    return items[g.better_key], items[g.worse_key]
 
 
-def next_pick(candidates: Sequence[Candidate], votes: Sequence[Mapping[str, Any]],
-              rater_votes: Sequence[Mapping[str, Any]], rng: random.Random, *,
-              settings: PairSettings = PairSettings(), gold: Sequence[Mapping[str, Any]] = (),
+def next_pick(candidates: Sequence[Candidate], votes: Sequence[Vote],
+              rater_votes: Sequence[Vote], rng: random.Random, *,
+              settings: PairSettings = PairSettings(), gold: Sequence[GoldPair] = (),
               items: Mapping[str, Item] | None = None) -> Pick | None:
     """What a rater sees next, or None when they have rated every pair.
 
@@ -260,7 +263,7 @@ def next_pick(candidates: Sequence[Candidate], votes: Sequence[Mapping[str, Any]
         rater_votes: this rater's votes, oldest first.
         rng: randomness for sides and ties (seed it for reproducible picks).
         settings: modes and quality-control rates.
-        gold: gold pairs (dicts with better_key, worse_key).
+        gold: gold pairs of the run.
         items: usable images by key (needed for gold pairs; built from candidates if omitted).
     """
     if items is None:
@@ -270,11 +273,11 @@ def next_pick(candidates: Sequence[Candidate], votes: Sequence[Mapping[str, Any]
         left, right = orient(g[0], g[1], rng)
         return Pick(left.prompt_id, left, right, kind="gold")
     rep = due_repeat(rater_votes, settings, rng)
-    if rep is not None and rep["left_key"] in items and rep["right_key"] in items:
+    if rep is not None and rep.left_key in items and rep.right_key in items:
         # Sides swapped: a rater who answers by position rather than content shows up as inconsistent.
-        return Pick(rep["prompt_id"], items[rep["right_key"]], items[rep["left_key"]], kind="repeat",
-                    repeat_of=rep["vote_id"])
-    seen = {pair_key(v["left_key"], v["right_key"]) for v in rater_votes}
+        return Pick(rep.prompt_id, items[rep.right_key], items[rep.left_key], kind="repeat",
+                    repeat_of=rep.vote_id)
+    seen = {pair_key(v.left_key, v.right_key) for v in rater_votes}
     c = choose_fresh(candidates, votes, seen, rng, mode=settings.mode)
     if c is None:
         return None
@@ -282,7 +285,7 @@ def next_pick(candidates: Sequence[Candidate], votes: Sequence[Mapping[str, Any]
     return Pick(c.prompt_id, left, right)
 
 
-def pairs_left(candidates: Sequence[Candidate], rater_votes: Sequence[Mapping[str, Any]]) -> int:
+def pairs_left(candidates: Sequence[Candidate], rater_votes: Sequence[Vote]) -> int:
     """Fresh pairs the rater has not seen yet."""
-    seen = {pair_key(v["left_key"], v["right_key"]) for v in rater_votes}
+    seen = {pair_key(v.left_key, v.right_key) for v in rater_votes}
     return sum(1 for c in candidates if c.pair not in seen)

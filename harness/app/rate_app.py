@@ -102,9 +102,9 @@ def _answer(svc: RatingService, rater_id: str, assignment_id: str, choice: str) 
 
 def rate(svc: RatingService) -> None:
     rater = st.session_state.rater
-    assignment = svc.current(rater["rater_id"])
-    done, left = svc.progress(rater["rater_id"])
-    st.caption(f"Signed in as {rater['name']} · {done} rated · {left} pairs to go")
+    assignment = svc.current(rater.rater_id)
+    done, left = svc.progress(rater.rater_id)
+    st.caption(f"Signed in as {rater.name} · {done} rated · {left} pairs to go")
     if assignment is None:
         st.success(f"You have rated every pair ({done} votes). Thank you!")
         return
@@ -120,7 +120,7 @@ def rate(svc: RatingService) -> None:
     for col, (choice, label, key) in zip(buttons, BUTTONS, strict=True):
         col.button(label, key=f"{choice}-{aid}", shortcut=key, width="stretch",
                    type="primary" if choice in ("left", "right") else "secondary",
-                   on_click=_answer, args=(svc, rater["rater_id"], aid, choice))
+                   on_click=_answer, args=(svc, rater.rater_id, aid, choice))
     st.text_input("Reason (optional)", key=f"reason-{aid}", max_chars=500,
                   placeholder="What made the difference? Type it before choosing.")
     st.caption("Keys: 1 left · 2 right · 3 tie · 4 both bad. Your progress is saved after every vote.")
@@ -191,7 +191,7 @@ def quality_control(svc: RatingService) -> None:
     st.subheader("Votes per model pair")
     counts: dict[tuple[str, str], int] = {}
     for v in votes:
-        k = tuple(sorted((v["left_model"], v["right_model"])))
+        k = tuple(sorted((v.left_model, v.right_model)))
         counts[k] = counts.get(k, 0) + 1
     rows = [{"model_a": a, "model_b": b, "votes": n} for (a, b), n in sorted(counts.items())]
     st.dataframe(pd.DataFrame(rows, columns=["model_a", "model_b", "votes"]), hide_index=True)

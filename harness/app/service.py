@@ -16,7 +16,8 @@ from typing import Any
 
 from harness.app import blind, pairs, qc
 from harness.store import Store, StoreError
-from harness.store.sqlite import utcnow
+from harness.store.db import utcnow
+from harness.store.rows import Assignment, Rater
 from harness.types import sha256_hex
 
 CHOICES = ("left", "right", "tie", "both_bad")
@@ -64,14 +65,14 @@ class RatingService:
         self.refusals = pairs.refusal_rates(records)
         self.items = {it.key: it for it in pairs.usable_items(records)}
         self.candidates = pairs.candidate_pairs(self.items.values())
-        self.canvas = blind.canvas_size(r for r in records if r["key"] in self.items)
-        self._sha = {r["key"]: r["image_sha256"] for r in records if r["key"] in self.items}
+        self.canvas = blind.canvas_size(r for r in records if r.key in self.items)
+        self._sha = {r.key: r.image_sha256 for r in records if r.key in self.items}
         self.prompts = {pid: p.get("text", "") for pid, p in self.store.run_prompts(self.run_id).items()}
         self.models = sorted({it.model for it in self.items.values()})
 
     # -- sign-in ---------------------------------------------------------------------------
 
-    def sign_in(self, token: str | None) -> dict[str, Any]:
+    def sign_in(self, token: str | None) -> Rater:
         """The rater holding ``token``; :class:`SignInError` (nothing written) otherwise."""
         token = (token or "").strip()
         if not token:
@@ -82,7 +83,7 @@ class RatingService:
                               "organiser for a new invitation.")
         return rater
 
-    def sign_in_email(self, email: str | None) -> dict[str, Any]:
+    def sign_in_email(self, email: str | None) -> Rater:
         """The rater invited with this e-mail address (single sign-on)."""
         rater = self.store.rater_by_email(email) if email else None
         if rater is None:
@@ -98,11 +99,11 @@ class RatingService:
         if self.admin_token_sha256 and secrets.compare_digest(sha256_hex(token), self.admin_token_sha256):
             return True
         rater = self.store.rater_for_token(token)
-        return bool(rater and rater.get("is_admin"))
+        return bool(rater and rater.is_admin)
 
     # -- rating ----------------------------------------------------------------------------
 
-    def current(self, rater_id: str) -> dict[str, Any] | None:
+    def current(self, rater_id: str) -> Assignment | None:
         """The rater's open assignment, making the next one if none is open; None when done."""
         open_ = self.store.open_assignment(self.run_id, rater_id)
         if open_ is not None:
@@ -121,13 +122,13 @@ class RatingService:
             "repeat_of": pick.repeat_of,
         })
 
-    def shown(self, assignment: dict[str, Any]) -> Shown:
+    def shown(self, assignment: Assignment) -> Shown:
         """What the page displays for an assignment."""
         return Shown(
-            assignment_id=assignment["assignment_id"],
-            prompt=self.prompts.get(assignment["prompt_id"], ""),
-            left_png=self.image(assignment["left_key"]),
-            right_png=self.image(assignment["right_key"]),
+            assignment_id=assignment.assignment_id,
+            prompt=self.prompts.get(assignment.prompt_id, ""),
+            left_png=self.image(assignment.left_key),
+            right_png=self.image(assignment.right_key),
         )
 
     def image(self, key: str) -> bytes:
@@ -141,19 +142,19 @@ class RatingService:
         if choice not in CHOICES:
             raise ValueError(f"choice {choice!r} is not one of {', '.join(CHOICES)}")
         a = self.store.assignment(assignment_id)
-        if a is None or a["rater_id"] != rater_id or a["run_id"] != self.run_id:
+        if a is None or a.rater_id != rater_id or a.run_id != self.run_id:
             raise StoreError("this pair was not shown to you; reload the page")
-        if a["done_at"] is not None:
+        if a.done_at is not None:
             return False
-        shown = datetime.fromisoformat(a["shown_at"])
+        shown = datetime.fromisoformat(a.shown_at)
         seconds = (datetime.fromisoformat(utcnow()) - shown).total_seconds()
         return self.store.put_vote({
             "vote_id": assignment_id, "run_id": self.run_id, "rater_id": rater_id,
-            "prompt_id": a["prompt_id"], "left_key": a["left_key"], "right_key": a["right_key"],
-            "left_model": a["left_model"], "right_model": a["right_model"], "choice": choice,
+            "prompt_id": a.prompt_id, "left_key": a.left_key, "right_key": a.right_key,
+            "left_model": a.left_model, "right_model": a.right_model, "choice": choice,
             "reason": (reason or "").strip() or None, "seconds": round(max(0.0, seconds), 3),
-            "is_repeat": a["kind"] == "repeat", "is_gold": a["kind"] == "gold",
-            "repeat_of": a["repeat_of"], "app_version": self.app_version,
+            "is_repeat": a.kind == "repeat", "is_gold": a.kind == "gold",
+            "repeat_of": a.repeat_of, "app_version": self.app_version,
         })
 
     def progress(self, rater_id: str) -> tuple[int, int]:

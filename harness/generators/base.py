@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from harness.errors import ConfigError, did_you_mean
-from harness.types import GenRequest, GenResult
+from harness.types import GenRequest, GenResult, Journal, WorkUnit
 
 
 class Generator:
@@ -30,6 +30,10 @@ class Generator:
     floating-point kernels round differently with the batch shape). The executor then always
     runs a model's batches exactly as planned, so a resumed run reproduces the same bytes.
     False for APIs: each request stands alone and is never sent twice."""
+    runs_on_driver: ClassVar[bool] = False
+    """True when the generator needs no model process of its own and works with what the
+    driver's machine has (an import folder, the API journal relayed to the driver): under Ray
+    it runs as a lightweight task on the driver's node, not in a model actor."""
 
     @dataclasses.dataclass
     class Options:
@@ -99,6 +103,14 @@ class Generator:
         }
 
     # -- running --------------------------------------------------------------------------
+
+    def check_plan(self, units: Sequence[WorkUnit]) -> None:
+        """Check this model's planned units before anything runs (an import's manifest against
+        the planned prompts); raises :class:`ConfigError` naming the fix. Default: nothing."""
+
+    def attach_journal(self, journal: Journal | None) -> None:
+        """Take the journal of paid work that the runner hands over before a model's batches
+        (None detaches it). Only closed-API adapters keep it; the default ignores it."""
 
     def load(self) -> None:
         """Load weights / open clients. Called once before the first batch; idempotent."""

@@ -6,7 +6,7 @@ expires in minutes: the image is fetched the moment it is ready, without the key
 Moderated`` and ``Content Moderated`` are refusals (results, never retried); ``Error``,
 ``Failed`` and ``Task not found`` are errors.
 
-The job id is written to the store's submit journal before waiting, so a run killed while a
+The job id is written to the submit journal before waiting, so a run killed while a
 job is pending polls that job when resumed instead of paying for another.
 """
 
@@ -25,6 +25,7 @@ from harness.generators.http import (
     JobState,
     ProviderError,
     aspect_ratio,
+    detail_error,
     to_png,
 )
 from harness.types import GenRequest, GenResult
@@ -33,18 +34,6 @@ REFUSALS = frozenset({"Request Moderated", "Content Moderated"})
 FAILURES = frozenset({"Error", "Failed", "Task not found"})
 ASPECT_MODELS = ("flux-pro-1.1-ultra", "flux-kontext-pro", "flux-kontext-max")
 """Models that take ``aspect_ratio`` instead of width and height."""
-
-
-def _bfl_error(status: int, body: Any, text: str) -> tuple[str | None, str]:
-    """``{"detail": "..."}`` or a validation list ``{"detail": [{"loc", "msg"}]}``."""
-    d = body.get("detail") if isinstance(body, dict) else None
-    if isinstance(d, list):
-        msgs = [f"{'.'.join(str(x) for x in e.get('loc', [])[1:])}: {e.get('msg')}"
-                for e in d if isinstance(e, dict)]
-        return "validation_error", "; ".join(msgs) or text
-    if d:
-        return None, str(d)
-    return None, text or f"HTTP {status}"
 
 
 class BFLImages(JobGenerator, Generator):
@@ -79,7 +68,7 @@ class BFLImages(JobGenerator, Generator):
                                       "takes multiples of 32 from 256 to 1440.")
 
     def error_parser(self, status: int, body: Any, text: str) -> tuple[str | None, str]:
-        return _bfl_error(status, body, text)
+        return detail_error(status, body, text)
 
     def _body(self, r: GenRequest) -> dict[str, Any]:
         body: dict[str, Any] = {"prompt": r.prompt, "seed": r.seed, "output_format": "png"}

@@ -57,7 +57,8 @@ def search_dirs() -> list[Path]:
     return dirs
 
 
-def _file_sha(path: Path) -> str:
+def file_sha256(path: str | Path) -> str:
+    """sha256 hex digest of a file's bytes, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -73,7 +74,7 @@ def find_input(sha256: str, planned: str | None = None) -> Path:
         FileNotFoundError: with the folders searched and how to register more.
     """
     if planned and Path(planned).is_file() and (
-            _registry.get(sha256) == planned or _file_sha(Path(planned)) == sha256):
+            _registry.get(sha256) == planned or file_sha256(Path(planned)) == sha256):
         _registry[sha256] = planned
         return Path(planned)
     path = _registry.get(sha256)
@@ -86,7 +87,7 @@ def find_input(sha256: str, planned: str | None = None) -> Path:
         _searched.add(key)
         for p in sorted(d.rglob("*")):
             if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
-                _registry.setdefault(_file_sha(p), str(p))
+                _registry.setdefault(file_sha256(p), str(p))
         if sha256 in _registry:
             return Path(_registry[sha256])
     raise FileNotFoundError(
@@ -125,26 +126,25 @@ def check_params(kind: str, params: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def load_rgb(path: str | Path, width: int, height: int) -> Any:
-    """The file as an RGB PIL image of the request's size (bicubic resize when it differs)."""
+def _load(path: str | Path, mode: str, width: int, height: int, resample: str) -> Any:
+    """The file as a PIL image in ``mode``, resized to the request's size when it differs."""
     from PIL import Image
 
     with Image.open(path) as im:
-        im = im.convert("RGB")
+        im = im.convert(mode)
         if im.size != (width, height):
-            im = im.resize((width, height), Image.Resampling.BICUBIC)
+            im = im.resize((width, height), Image.Resampling[resample])
         return im
+
+
+def load_rgb(path: str | Path, width: int, height: int) -> Any:
+    """The file as an RGB PIL image of the request's size (bicubic resize when it differs)."""
+    return _load(path, "RGB", width, height, "BICUBIC")
 
 
 def load_mask(path: str | Path, width: int, height: int) -> Any:
     """A mask as a binary L image (white = repaint), nearest-neighbour resized."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        im = im.convert("L")
-        if im.size != (width, height):
-            im = im.resize((width, height), Image.Resampling.NEAREST)
-        return im.point(lambda v: 255 if v >= 128 else 0)
+    return _load(path, "L", width, height, "NEAREST").point(lambda v: 255 if v >= 128 else 0)
 
 
 def overlay(generated: Any, init: Any, mask: Any) -> Any:

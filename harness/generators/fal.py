@@ -6,7 +6,7 @@
 ``sync_mode``, data URIs. An image flagged by the safety checker (``has_nsfw_concepts``) is a
 refusal; a failed request (an error answer from ``response_url``) is an error.
 
-The request id is written to the store's submit journal before waiting, so a run killed while
+The request id is written to the submit journal before waiting, so a run killed while
 a request is queued polls it when resumed instead of paying for another.
 """
 
@@ -25,21 +25,10 @@ from harness.generators.http import (
     JobOptions,
     JobState,
     ProviderError,
+    detail_error,
     to_png,
 )
 from harness.types import GenRequest, GenResult
-
-
-def _fal_error(status: int, body: Any, text: str) -> tuple[str | None, str]:
-    """``{"detail": "..."}`` or a validation list ``{"detail": [{"loc", "msg", "type"}]}``."""
-    d = body.get("detail") if isinstance(body, dict) else None
-    if isinstance(d, list):
-        msgs = [f"{'.'.join(str(x) for x in e.get('loc', [])[1:])}: {e.get('msg')}"
-                for e in d if isinstance(e, dict)]
-        return "validation_error", "; ".join(msgs) or text
-    if d:
-        return None, str(d)
-    return None, text or f"HTTP {status}"
 
 
 class FalImages(JobGenerator, Generator):
@@ -67,7 +56,7 @@ class FalImages(JobGenerator, Generator):
                               "as on fal.ai (fal-ai/flux/dev).")
 
     def error_parser(self, status: int, body: Any, text: str) -> tuple[str | None, str]:
-        return _fal_error(status, body, text)
+        return detail_error(status, body, text)
 
     def _input(self, r: GenRequest) -> dict[str, Any]:
         inp: dict[str, Any] = {"prompt": r.prompt, "seed": r.seed, "num_images": 1,

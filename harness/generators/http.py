@@ -34,7 +34,10 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from harness.types import Journal, JournalEntry
 
 log = logging.getLogger(__name__)
 
@@ -379,6 +382,19 @@ def _default_error(status: int, body: Any, text: str) -> tuple[str | None, str]:
     return None, text or f"HTTP {status}"
 
 
+def detail_error(status: int, body: Any, text: str) -> tuple[str | None, str]:
+    """FastAPI-style errors (BFL, fal): ``{"detail": "..."}`` or a validation list
+    ``{"detail": [{"loc", "msg", "type"}]}``."""
+    d = body.get("detail") if isinstance(body, dict) else None
+    if isinstance(d, list):
+        msgs = [f"{'.'.join(str(x) for x in e.get('loc', [])[1:])}: {e.get('msg')}"
+                for e in d if isinstance(e, dict)]
+        return "validation_error", "; ".join(msgs) or text
+    if d:
+        return None, str(d)
+    return None, text or f"HTTP {status}"
+
+
 def run_sync(coro: Awaitable[T]) -> T:
     """Run a coroutine from sync code: ``asyncio.run``, or in a helper thread when this thread
     already runs an event loop (a notebook)."""
@@ -440,12 +456,15 @@ def same_host(url: str, base_url: str, also: tuple[str, ...] = ()) -> bool:
 
 class APIGenerator:
     """Mixin for closed-API generators: the key from the environment, one :class:`HTTPClient`,
-    a batch sent concurrently, errors turned into results, prices from the dated table.
+    a batch sent concurrently, errors turned into results, prices from the dated table, and
+    every paid answer recorded in the journal the runner attached the moment it arrives.
 
     Subclasses (with :class:`harness.generators.base.Generator`) set ``provider``,
     ``auth_header`` and ``key_help``, an ``Options`` dataclass with at least the fields of
     :class:`APIOptions`, and implement ``async _one(http, request) -> GenResult``.
     """
+
+    runs_on_driver = True  # it waits on the network: under Ray a light task, not a model actor
 
     provider: str = ""
     """Name in errors, logs and the price table."""
@@ -457,7 +476,7 @@ class APIGenerator:
     """Hosts besides base_url's that the key may be sent to (polling URLs on regional hosts)."""
 
     _http: HTTPClient | None = None
-    _journal: Any = None
+    _journal: Journal | None = None
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()  # type: ignore[misc]
@@ -465,11 +484,9 @@ class APIGenerator:
                     "api_key_env": self.options.api_key_env}  # type: ignore[attr-defined]
         return d
 
-    def prepare(self, store: Any, units: Any = ()) -> None:
-        """Called by the executor before a model's batches: opens the store's submit journal."""
-        from harness.store.journal import SubmitJournal
-
-        self._journal = SubmitJournal(store) if store is not None else None
+    def attach_journal(self, journal: Journal | None) -> None:
+        """Keep the journal paid calls are recorded in (the runner's; None: record nothing)."""
+        self._journal = journal
 
     def error_parser(self, status: int, body: Any, text: str) -> tuple[str | None, str]:
         return _default_error(status, body, text)
@@ -521,9 +538,9 @@ class APIGenerator:
         journal = self._journal
         key = r.key() if journal is not None else ""
         if journal is not None:
-            entry = journal.get(key)
+            entry = journal.find(key)
             if entry is not None and entry.state == "done":
-                return self._from_journal(entry)
+                return self._from_journal(journal, entry)
         try:
             res = await self._one(http, r)
         except ProviderError as e:
@@ -535,18 +552,17 @@ class APIGenerator:
         if res.latency_s is None:
             res.latency_s = time.perf_counter() - t0
         if journal is not None and not isinstance(self, JobGenerator) and res.status != "error":
-            journal.done(key, self.provider, r.model, _outcome(res), res.image,
-                         res.provider_request_id)
+            journal.record_answer(key, self.provider, r.model, _outcome(res), res.image,
+                                  res.provider_request_id)
         return res
 
-    def _from_journal(self, entry: Any) -> Any:
+    @staticmethod
+    def _from_journal(journal: Journal, entry: JournalEntry) -> Any:
         """The result of a paid call a run killed before storing its record already got."""
         from harness.types import GenResult
 
         out = dict(entry.outcome or {})
-        image = None
-        if entry.image_sha256:
-            image = self._journal.store.read_image(entry.image_sha256)
+        image = journal.image(entry) if entry.image_sha256 else None
         return GenResult(status=out.get("status", "error"), image=image,
                          refusal_reason=out.get("refusal_reason"), cost_usd=out.get("cost_usd"),
                          latency_s=out.get("latency_s"),
@@ -626,7 +642,7 @@ class JobState:
 
 
 class JobGenerator(APIGenerator):
-    """Submit, record the job in the store's submit journal, poll until done, fetch at once.
+    """Submit, record the job in the journal, poll until done, fetch at once.
 
     Subclasses implement ``_submit`` (the paid call), ``_poll`` and ``_finish`` (turn a
     terminal state into a result, downloading the image).
@@ -655,7 +671,7 @@ class JobGenerator(APIGenerator):
 
         o = self.options  # type: ignore[attr-defined]
         key, journal = r.key(), self._journal
-        entry = journal.get(key) if journal is not None else None
+        entry = journal.find(key) if journal is not None else None
         info: dict[str, Any] = {}
         if entry is not None and entry.state == "sending" and not o.resubmit_unconfirmed:
             return GenResult(status="error", info={"journal": "sending"}, error=(
@@ -669,7 +685,7 @@ class JobGenerator(APIGenerator):
             info["resumed"] = True
         else:
             if journal is not None:
-                journal.sending(key, self.provider, r.model)
+                journal.record_sending(key, self.provider, r.model)
             try:
                 job, sub_info = await self._submit(http, r)
             except ProviderError as e:
@@ -680,7 +696,7 @@ class JobGenerator(APIGenerator):
                 raise
             info |= sub_info
             if journal is not None:
-                journal.submitted(key, job.id, job.poll_url, job.result_url)
+                journal.record_submitted(key, job.id, job.poll_url, job.result_url)
         deadline = time.monotonic() + o.deadline_s
         polls = 0
         while True:
@@ -703,7 +719,8 @@ class JobGenerator(APIGenerator):
             if res.status == "error":
                 journal.forget(key)  # the job failed: a later run may try again
             else:
-                journal.finished(key, _outcome(res), res.image)
+                journal.record_answer(key, self.provider, r.model, _outcome(res), res.image,
+                                      job.id)
         return res
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.generators.base import Generator
-from harness.types import GenRequest, GenResult
+from harness.types import GenRequest, GenResult, WorkUnit
 
 COLUMNS = ("prompt_id", "sample", "file")
 
@@ -48,6 +48,7 @@ class ImportedImages(Generator):
 
     kind = "imported"
     batch_dependent = False
+    runs_on_driver = True  # the folder is on the machine that plans the run
 
     @dataclasses.dataclass
     class Options:
@@ -80,7 +81,7 @@ class ImportedImages(Generator):
         if self._rows is None:
             self._rows = read_manifest(self.manifest_path, f"models.{self.name}")
 
-    def prepare(self, store: Any, units: Sequence[Any] = ()) -> None:
+    def check_plan(self, units: Sequence[WorkUnit]) -> None:
         """Check the manifest against the planned prompts before anything is stored."""
         self.load()
         assert self._rows is not None

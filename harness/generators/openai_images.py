@@ -3,7 +3,8 @@
 The key is read from the environment variable named by ``options.api_key_env`` when the first
 batch runs (constructing never needs it) and lives only in the HTTP client's headers: never in
 describe(), records, logs or reprs. Requests of a batch are sent concurrently (``batch_size``
-of them, at most ``options.concurrency`` in flight).
+of them, at most ``options.concurrency`` in flight), and every paid answer is recorded in the
+journal the moment it arrives (:class:`harness.generators.http.APIGenerator`).
 """
 
 from __future__ import annotations
@@ -11,19 +12,14 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
-import logging
-import os
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from harness.errors import ConfigError
 from harness.generators.base import Generator
-from harness.generators.http import HTTPClient, ProviderError, run_sync
-from harness.prices import price_per_image
+from harness.generators.http import APIGenerator, APIOptions, HTTPClient, ProviderError, to_png
 from harness.types import GenRequest, GenResult
-
-log = logging.getLogger(__name__)
 
 SIZES = {
     "gpt-image": ("1024x1024", "1536x1024", "1024x1536"),
@@ -47,28 +43,24 @@ def _family(model_id: str) -> str:
     return "gpt-image" if model_id.startswith("gpt-image") else model_id
 
 
-class OpenAIImages(Generator):
+class OpenAIImages(APIGenerator, Generator):
     """OpenAI's image models through ``/v1/images/generations`` and ``/v1/images/edits``."""
 
     kind = "openai"
     batch_dependent = False
+    provider = "openai"
+    auth_header = ("Authorization", "Bearer {key}")
+    key_help = "your OpenAI API key (sk-...)"
+    request_id_header = "x-request-id"
 
     @dataclasses.dataclass
-    class Options:
+    class Options(APIOptions):
         base_url: str = "https://api.openai.com/v1"
         """API root (a proxy, Azure-compatible gateway or the test fake)."""
         api_key_env: str = "OPENAI_API_KEY"
         """Environment variable holding the key (the key itself never goes into config)."""
         timeout_s: float = 180.0
         """Seconds to wait for one answer (gpt-image-1 at high quality can take a minute+)."""
-        max_retries: int = 4
-        """Retries after the first attempt (rate limits, 5xx, connection failures)."""
-        concurrency: int = 4
-        """Requests in flight at once."""
-        rpm: float | None = None
-        """Requests started per minute at most (your tier's images limit); None: no limit."""
-        backoff_s: float = 1.0
-        """First retry delay (doubles per retry, jittered) when no Retry-After is given."""
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -83,49 +75,6 @@ class OpenAIImages(Generator):
         if q is not None and fam in QUALITIES and q not in QUALITIES[fam]:
             raise ConfigError(f"models.{self.name}.params.extra.quality: {q!r} is not a quality "
                               f"of {self.model_id}. Valid: {', '.join(QUALITIES[fam])}.")
-        self._http: HTTPClient | None = None
-
-    def describe(self) -> dict[str, Any]:
-        d = super().describe()
-        d["api"] = {"base_url": self.options.base_url, "api_key_env": self.options.api_key_env}
-        return d
-
-    def load(self) -> None:
-        if self._http is not None:
-            return
-        import importlib.util
-
-        if importlib.util.find_spec("httpx") is None:
-            raise ConfigError(f"models.{self.name} ({self.kind}) needs the Python package httpx. "
-                              "Install it with: pip install 'harness[api]'")
-        env = self.options.api_key_env
-        key = os.environ.get(env, "").strip()
-        if not key:
-            raise ConfigError(
-                f"models.{self.name}: the environment variable {env} is not set; it must hold "
-                f"your OpenAI API key (export {env}=sk-...). models.{self.name}.options."
-                f"api_key_env names a different variable.")
-        o = self.options
-        self._http = HTTPClient(
-            provider="openai", base_url=o.base_url,
-            headers={"Authorization": f"Bearer {key}"},
-            timeout_s=o.timeout_s, max_retries=o.max_retries, concurrency=o.concurrency,
-            rpm=o.rpm, backoff_s=o.backoff_s, request_id_header="x-request-id")
-
-    def close(self) -> None:
-        self._http = None  # drops the key from memory too
-
-    def _generate(self, requests: list[GenRequest]) -> list[GenResult]:
-        import asyncio
-
-        http = self._http
-        assert http is not None
-
-        async def batch() -> list[GenResult]:
-            async with http.session():
-                return list(await asyncio.gather(*(self._one(http, r) for r in requests)))
-
-        return run_sync(batch())
 
     # -- one request ----------------------------------------------------------------------
 
@@ -174,7 +123,7 @@ class OpenAIImages(Generator):
         info |= {"endpoint": endpoint, "attempts": resp.attempts, "waited_s": round(resp.waited_s, 3)}
         try:
             item = resp.json["data"][0]
-            image = _to_png(base64.b64decode(item["b64_json"]))
+            image = to_png(base64.b64decode(item["b64_json"]))
         except (KeyError, IndexError, TypeError, ValueError, OSError) as e:
             return GenResult(status="error", error=f"openai: unexpected answer ({type(e).__name__}: "
                              f"{e}); no b64_json image in data[0]", latency_s=latency,
@@ -183,22 +132,10 @@ class OpenAIImages(Generator):
             info["revised_prompt"] = item["revised_prompt"]
         if resp.json.get("usage"):
             info["usage"] = resp.json["usage"]
-        cost = self._cost(r, body, info)
+        quality = body.get("quality") or ("standard" if _family(r.model_id) == "dall-e-3" else None)
+        cost = self._cost(r.model_id, str(body["size"]), quality, info)
         return GenResult(status="ok", image=image, latency_s=latency, cost_usd=cost,
                          provider_request_id=resp.request_id, info=info)
-
-    def _cost(self, r: GenRequest, body: Mapping[str, Any], info: dict[str, Any]) -> float | None:
-        if self.price_per_image is not None:
-            info["price_source"] = f"models.{self.name}.price_per_image"
-            return float(self.price_per_image)
-        quality = body.get("quality") or ("standard" if _family(r.model_id) == "dall-e-3" else None)
-        found = price_per_image("openai", r.model_id, str(body["size"]), quality)
-        if found is None:
-            info["price_source"] = None
-            return None
-        value, src = found
-        info["price_source"] = src
-        return value
 
     def _edit_form(self, r: GenRequest, body: dict[str, Any],
                    controls: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, str], dict[str, Any]]:
@@ -238,13 +175,3 @@ def _png(im: Any) -> bytes:
     im.save(buf, format="PNG")
     return buf.getvalue()
 
-
-def _to_png(data: bytes) -> bytes:
-    """The image as PNG (gpt-image can be asked for jpeg/webp)."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return data
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as im:
-        im.load()
-        return _png(im)

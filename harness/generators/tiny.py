@@ -27,6 +27,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from harness.toyworld.vocab import byte_chars
+
 ARCHS = ("sd15", "sd3", "sdxl", "flux")
 """Architectures :func:`build_tiny_pipeline` knows."""
 
@@ -38,19 +40,6 @@ MAX_TOKENS = 77
 """Tokenizer length and text-encoder positions, as in real CLIP (75 bytes of prompt)."""
 
 
-def _byte_chars() -> list[str]:
-    """CLIP/GPT-2 byte-to-unicode table: the 256 printable stand-ins BPE uses for raw bytes."""
-    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
-            *range(ord("®"), ord("ÿ") + 1)]
-    chars = {b: chr(b) for b in keep}
-    n = 0
-    for b in range(256):
-        if b not in chars:
-            chars[b] = chr(256 + n)
-            n += 1
-    return [chars[b] for b in range(256)]
-
-
 def write_byte_vocab(folder: str | Path) -> Path:
     """Write a merge-free CLIP BPE vocabulary (``vocab.json`` + ``merges.txt``) to ``folder``.
 
@@ -59,7 +48,7 @@ def write_byte_vocab(folder: str | Path) -> Path:
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    chars = _byte_chars()
+    chars = byte_chars()
     tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
     vocab = {t: i for i, t in enumerate(tokens)}
     (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
@@ -101,24 +90,10 @@ def _clip_config(tok: Any, projection_dim: int | None = None) -> Any:
 
 
 def _sd15(tok: Any, image_size: int) -> Any:
-    from diffusers import (
-        DDIMScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
     from transformers import CLIPTextModel
 
-    vae_scale = 4  # three VAE blocks: two 2x downsamples; 64 px images are 16x16 latents
-    unet = UNet2DConditionModel(
-        sample_size=image_size // vae_scale,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(32, 64),
-        layers_per_block=2,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-    )
+    unet = _tiny_unet(image_size, cross_attention_dim=32)
     vae = _tiny_vae(image_size, latent_channels=4)
     text_encoder = CLIPTextModel(_clip_config(tok))
     # SD1.5's own schedule; steps_offset=1 avoids the pipeline's "outdated config" rewrite.
@@ -129,6 +104,22 @@ def _sd15(tok: Any, image_size: int) -> Any:
     return StableDiffusionPipeline(
         vae=vae, text_encoder=text_encoder, tokenizer=tok, unet=unet, scheduler=scheduler,
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+
+
+def _tiny_unet(image_size: int, **kwargs: Any) -> Any:
+    """Two-block U-Net on 4-channel latents of the tiny VAE (a quarter of the image side)."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=image_size // 4,  # three VAE blocks: two 2x downsamples
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        **kwargs,
     )
 
 
@@ -185,17 +176,11 @@ def _sd3(tok: Any, image_size: int) -> Any:
 
 
 def _sdxl(tok: Any, image_size: int) -> Any:
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
-    unet = UNet2DConditionModel(
-        sample_size=image_size // 4,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(32, 64),
-        layers_per_block=2,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    unet = _tiny_unet(
+        image_size,
         attention_head_dim=(2, 4),
         use_linear_projection=True,
         # SDXL's micro-conditioning: six size/crop numbers embedded 8 wide + the pooled text.

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.leaderboard.preference import NO_VOTES, _check_options, _check_votes
+from harness.leaderboard.preference import NO_VOTES, check_options, check_votes
+from harness.leaderboard.stats import mean_ci
 
 ALPHA_VALUES = ("first", "second", "tie", "both_bad")
 """Nominal categories of a pairwise outcome, oriented to the pair's sorted order (so a vote for
@@ -102,8 +103,8 @@ def rater_agreement(votes: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, c
         dict: alpha, lo, hi, units (comparisons rated by two or more raters), values (pairable
         ratings), raters, n_boot, seed, ci and reason (why alpha is NaN; empty otherwise).
     """
-    _check_votes(votes)
-    _check_options("half", both_bad)
+    check_votes(votes)
+    check_options("half", both_bad)
     out: dict[str, Any] = dict(alpha=math.nan, lo=math.nan, hi=math.nan, units=0, values=0,
                                raters=int(votes["rater"].nunique()) if len(votes) else 0,
                                n_boot=n_boot, seed=seed, ci=ci, both_bad=both_bad, reason="")
@@ -152,13 +153,11 @@ def metric_agreement(votes: pd.DataFrame, scores: pd.DataFrame, directions: dict
     Returns one row per metric, best-agreeing first: metric, higher_is_better, agreement, lo,
     hi, n, metric_ties, reason.
     """
-    _check_votes(votes)
+    check_votes(votes)
     cols = ["metric", "higher_is_better", "agreement", "lo", "hi", "n", "metric_ties", "reason"]
     decisive = votes[votes["choice"].isin(["left", "right"])] if len(votes) else votes
     rows = []
     has_keys = {"left_key", "right_key"} <= set(votes.columns)
-    from harness.leaderboard.table import mean_ci
-
     for metric in sorted(directions):
         hib = bool(directions[metric])
         row: dict[str, Any] = dict(metric=metric, higher_is_better=hib, agreement=math.nan, lo=math.nan,

@@ -26,17 +26,17 @@ def measured(store: Store, run_id: str) -> tuple[dict[str, float], dict[str, flo
     devices: dict[str, str] = {}
     ok = store.records(run_id, status="ok")
     for model, info in infos.items():
-        recs = [r for r in ok if r["model"] == model]
-        costs = [r["cost_usd"] for r in recs if r["cost_usd"] is not None]
+        recs = [r for r in ok if r.model == model]
+        costs = [r.cost_usd for r in recs if r.cost_usd is not None]
         if costs or info.get("price_per_image") is not None:
             apis[info.get("label", model)] = float(np.mean(costs)) if costs else float(
                 info["price_per_image"])
             continue
-        lat = [r["latency_s"] for r in recs if r["latency_s"]]
+        lat = [r.latency_s for r in recs if r.latency_s]
         if lat:
             label = info.get("label", model)
             local[label] = float(np.median(lat))
-            devices[label] = ",".join(sorted({str(r["device"]) for r in recs if r["device"]}))
+            devices[label] = ",".join(sorted({str(r.device) for r in recs if r.device}))
     return local, apis, devices
 
 
@@ -60,12 +60,12 @@ def write_cost_report(store: Store, run_id: str, cfg: Any, out_dir: str) -> Path
     gpu = GpuPrice(float(cfg.gpu_usd_per_hour), float(cfg.utilisation), int(cfg.min_gpus),
                    str(cfg.gpu_name))
     table = cost_table(local, apis, gpu)
-    folder = Path(out_dir) / run["suite"] / run_id
+    folder = Path(out_dir) / run.suite / run_id
     folder.mkdir(parents=True, exist_ok=True)
     plot_cost(local, apis, gpu, folder / "cost.png")
     table.to_csv(folder / "cost.csv", index=False, float_format="%.6g")
     lines = [
-        f"# Cost: {run['suite']} / {run_id}", "",
+        f"# Cost: {run.suite} / {run_id}", "",
         f"Self-hosted on {gpu.name} at ${gpu.usd_per_hour:g}/h, {gpu.utilisation:.0%} utilisation, "
         f"at least {gpu.min_gpus} GPU(s) running 24 h; API prices{reference_note}.", "",
         "| self-hosted | s/image (measured on) | $/1000 self-hosted | API | $/1000 API "

@@ -19,20 +19,20 @@ def run_frame(store: Store, run_id: str) -> pd.DataFrame:
     prompts = store.run_prompts(run_id)
     rows = []
     for r in store.records(run_id):
-        req = r["request"]
-        p = prompts.get(r["prompt_id"], {})
+        req = r.request
+        p = prompts.get(r.prompt_id, {})
         rows.append({
-            "run_id": run_id, "key": r["key"], "model": r["model"], "prompt_id": r["prompt_id"],
-            "sample": r["sample"], "seed": r["seed"], "prompt": req["prompt"],
+            "run_id": run_id, "key": r.key, "model": r.model, "prompt_id": r.prompt_id,
+            "sample": r.sample, "seed": r.seed, "prompt": req["prompt"],
             "tags": json.dumps(p.get("tags", [])), "expected_text": p.get("expected_text"),
             "model_id": req["model_id"], "revision": req["revision"], "width": req["width"],
             "height": req["height"], "steps": req["steps"], "guidance": req["guidance"],
-            "status": r["status"], "refusal_reason": r["refusal_reason"], "error": r["error"],
-            "image_sha256": r["image_sha256"],
-            "image_path": str(store.image_path(r["image_sha256"])) if r["image_sha256"] else None,
-            "latency_s": r["latency_s"], "cost_usd": r["cost_usd"],
-            "provider_request_id": r["provider_request_id"], "device": r["device"],
-            "dtype": r["dtype"], "created_at": r["created_at"],
+            "status": r.status, "refusal_reason": r.refusal_reason, "error": r.error,
+            "image_sha256": r.image_sha256,
+            "image_path": str(store.image_path(r.image_sha256)) if r.image_sha256 else None,
+            "latency_s": r.latency_s, "cost_usd": r.cost_usd,
+            "provider_request_id": r.provider_request_id, "device": r.device,
+            "dtype": r.dtype, "created_at": r.created_at,
         })
     df = pd.DataFrame(rows)
     scores = store.scores(run_id)

@@ -12,8 +12,6 @@ from pathlib import Path
 from harness.leaderboard.plots import metric_ci_png, preference_ci_png, text_or_none, thumbnail_png
 from harness.leaderboard.render import (
     Block,
-    _fmt,
-    _labels,
     agreement_blocks,
     main_blocks,
     model_blocks,
@@ -21,6 +19,7 @@ from harness.leaderboard.render import (
     preference_blocks,
 )
 from harness.leaderboard.table import Leaderboard
+from harness.leaderboard.text import fmt, model_labels
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1200px;
@@ -117,7 +116,7 @@ def gallery_html(lb: Leaderboard) -> str:
                 pic = '<div class="missing">image file missing from the store</div>'
             else:
                 pic = f'<div class="missing">no image ({html.escape(str(r["status"]))})</div>'
-            scores = "".join(f"<li>{html.escape(k)}: {_fmt(v)}</li>" for k, v in r["scores"].items())
+            scores = "".join(f"<li>{html.escape(k)}: {fmt(v)}</li>" for k, v in r["scores"].items())
             parts.append(f'<div class="cell"><strong>{html.escape(str(r["label"]))}</strong>{pic}'
                          + (f'<ul class="scores">{scores}</ul>' if scores else "") + "</div>")
         parts.append("</div>")
@@ -133,7 +132,7 @@ def render_html(lb: Leaderboard, run_dir: str | Path | None = None) -> str:
         body += ["<h2>Metric CIs</h2>", _img(metric_png, "per-image metrics with confidence intervals")]
     body.append(blocks_to_html(notes_blocks(lb)))
     pref = blocks_to_html(preference_blocks(lb))
-    pref_png = preference_ci_png(lb.preference, _labels(lb))
+    pref_png = preference_ci_png(lb.preference, model_labels(lb))
     if pref_png is not None:
         # the plot right under the section's introduction, before its tables
         head, sep, rest = pref.partition("</p>")

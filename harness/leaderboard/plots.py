@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.leaderboard.outputs import split_outputs
 from harness.leaderboard.preference import PreferenceSummary
 from harness.leaderboard.table import Leaderboard
 
@@ -37,10 +38,8 @@ def _png(fig) -> bytes:
 
 def headline_image_metrics(lb: Leaderboard) -> list[str]:
     """Per-image metrics with a CI column, the headline output of multi-output metrics only."""
-    from harness.leaderboard.render import _split_outputs
-
     names = [k for k, v in lb.metrics.items() if v.get("per") == "image" and f"{k}_lo" in lb.models.columns]
-    return _split_outputs(lb, names)[0]
+    return split_outputs(lb, names)[0]
 
 
 def metric_ci_png(lb: Leaderboard) -> bytes | None:

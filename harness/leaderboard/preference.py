@@ -48,7 +48,8 @@ NO_VOTES = "no votes"
 # input checks and aggregation
 
 
-def _check_votes(votes: pd.DataFrame) -> None:
+def check_votes(votes: pd.DataFrame) -> None:
+    """Raise ValueError, naming the row and the fix, unless ``votes`` is a valid votes table."""
     if not isinstance(votes, pd.DataFrame):
         raise ValueError(f"votes must be a pandas DataFrame, got {type(votes).__name__}")
     missing = [c for c in REQUIRED_COLUMNS if c not in votes.columns]
@@ -69,7 +70,8 @@ def _check_votes(votes: pd.DataFrame) -> None:
         raise ValueError("votes table has a missing model name in left/right")
 
 
-def _check_options(ties: str, both_bad: str) -> None:
+def check_options(ties: str, both_bad: str) -> None:
+    """Raise ValueError unless ``ties`` and ``both_bad`` are among the accepted settings."""
     if ties not in ("half", "drop"):
         raise ValueError(f"ties={ties!r}: use 'half' (half a win each) or 'drop'")
     if both_bad not in ("tie", "drop"):
@@ -199,7 +201,7 @@ def _centre(theta: np.ndarray) -> np.ndarray:
     return theta - theta.mean(-1, keepdims=True)
 
 
-def _connected(wins: np.ndarray, strong: bool) -> tuple[int, np.ndarray]:
+def connected_components(wins: np.ndarray, strong: bool) -> tuple[int, np.ndarray]:
     """(number of components, label per model) of the win graph (i -> j when i has credit over j).
 
     Transitive closure by repeated squaring: O(m^3 log m), trivial for leaderboard sizes, and it
@@ -233,8 +235,8 @@ def bradley_terry(votes: pd.DataFrame, *, models: Iterable[str] | None = None, t
         Series of log-strengths indexed by model (name ``"strength"``); ``attrs["reason"]``
         says why it is empty or NaN, ``attrs["reasons"]`` maps models to per-model reasons.
     """
-    _check_votes(votes)
-    _check_options(ties, both_bad)
+    check_votes(votes)
+    check_options(ties, both_bad)
     names = _model_list(votes, models)
     cells = _Cells(votes, names, ties, both_bad)
     theta, reason, reasons = _fit_cells(cells, prior, max_iter, tol)
@@ -253,12 +255,12 @@ def _fit_cells(cells: _Cells, prior: float, max_iter: int, tol: float
         return np.zeros(0), NO_VOTES, reasons
     wins = cells.wins()
     if prior <= 0:
-        k, _ = _connected(wins, strong=True)
+        k, _ = connected_components(wins, strong=True)
         if k > 1:
             return (np.full(m, np.nan), "win graph not strongly connected (a model never won or never "
                     "lost against the rest): the MLE does not exist; use prior > 0", reasons)
     else:
-        k, labels = _connected(wins, strong=False)
+        k, labels = connected_components(wins, strong=False)
         if k > 1:
             main = np.bincount(labels).argmax()
             for i, name in enumerate(cells.models):
@@ -323,8 +325,8 @@ def _tally(votes: pd.DataFrame, names: list[str], both_bad: str) -> pd.DataFrame
 
 
 def _analyse(votes, models, ties, both_bad, prior, n_boot, seed, max_iter, tol):
-    _check_votes(votes)
-    _check_options(ties, both_bad)
+    check_votes(votes)
+    check_options(ties, both_bad)
     if n_boot < 0:
         raise ValueError(f"n_boot={n_boot} must be >= 0")
     names = _model_list(votes, models)
@@ -408,8 +410,8 @@ def win_rate_matrix(votes: pd.DataFrame, *, models: Iterable[str] | None = None,
     NaN on the diagonal and for pairs never compared; ``attrs["reason"]`` is ``"no votes"`` for
     an empty table.
     """
-    _check_votes(votes)
-    _check_options(ties, both_bad)
+    check_votes(votes)
+    check_options(ties, both_bad)
     names = _model_list(votes, models)
     cells = _Cells(votes, names, ties, both_bad)
     out = pd.DataFrame(np.nan, index=pd.Index(names, name="model"), columns=names)
@@ -430,7 +432,7 @@ def position_bias(votes: pd.DataFrame, *, ci: float = 0.95) -> dict[str, Any]:
     p_value (two-sided exact binomial test of 0.5), ci and reason (``"no decisive votes"`` when
     all are ties or there are none; the numbers are then NaN).
     """
-    _check_votes(votes)
+    check_votes(votes)
     left = int((votes["choice"] == "left").sum()) if len(votes) else 0
     right = int((votes["choice"] == "right").sum()) if len(votes) else 0
     n = left + right
@@ -461,7 +463,7 @@ def votes_per_pair(votes: pd.DataFrame, *, models: Iterable[str] | None = None) 
     Columns: model_a, model_b, votes, a_wins, b_wins, ties, both_bad, a_left (votes with
     model_a shown on the left).
     """
-    _check_votes(votes)
+    check_votes(votes)
     names = _model_list(votes, models)
     counts: dict[tuple[str, str], dict[str, int]] = {}
     for i, a in enumerate(sorted(names)):
@@ -495,7 +497,7 @@ def by_tag(votes: pd.DataFrame, *, stat: str = "strength", min_votes: int = 1, t
     """
     if stat not in ("strength", "win_rate"):
         raise ValueError(f"stat={stat!r}: use 'strength' or 'win_rate'")
-    _check_votes(votes)
+    check_votes(votes)
     cols = ["tag", "model", "value", "votes", "reason"]
     if "tags" not in votes.columns or not len(votes):
         out = pd.DataFrame(columns=cols)
@@ -624,7 +626,7 @@ def summarise(votes: pd.DataFrame, *, models: Iterable[str] | None = None, basel
     ``models`` lists the run's models so that ones without votes are shown (NaN, with a reason);
     models that appear only in the votes are added after them.
     """
-    _check_votes(votes)
+    check_votes(votes)
     names = list(dict.fromkeys(models or []))
     if len(votes):
         names += [m for m in sorted(set(votes["left"]).union(votes["right"])) if m not in set(names)]

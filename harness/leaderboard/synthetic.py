@@ -28,7 +28,13 @@ SHARPNESS_SETTINGS = {"metric": "sharpness", "per": "image", "higher_is_better":
 NOISE_SETTINGS = {"metric": "noise", "per": "image", "higher_is_better": False, "version": 1}
 FID_SETTINGS = {"metric": "fid", "per": "set", "features": "toy-features-v1", "resize": "bicubic",
                 "image_size": 32, "label": "toy FID (not comparable to published FID)",
-                "outputs": [["fid", False], ["kid", False]], "version": 1}
+                "outputs": [["fid", False], ["kid", False]], "version": 1,
+                # reading notes as a FID metric stores them (harness.metrics.base.ReadingNotes)
+                "how_to_read": {"table_title": "FID / KID", "min_images": 2000,
+                                "table_note": "toy FID (not comparable to published FID); features "
+                                              "`toy-features-v1`, bicubic resize to 32 px.",
+                                "few_images": "FID rests on N={n} images (< {min_images:,}): biased "
+                                              "upward and noisy; compare KID = {kid} (unbiased)."}}
 
 
 def _png(model: str, i: int, size: tuple[int, int] = (48, 32)) -> bytes:
@@ -98,8 +104,8 @@ def make_store(root: str | Path, *, models: Sequence[str] = ("alpha", "beta", "g
 
 def _votes(store: Store, rng: np.random.Generator, models: list[str], prompt_ids: list[str], per_pair: int,
            raters: int, excluded_rater: bool, skip: set[tuple[str, str]]) -> None:
-    ids = [store.rater_for_token(store.add_rater(f"rater{r}"))["rater_id"] for r in range(raters)]
-    clicker = store.rater_for_token(store.add_rater("clicker"))["rater_id"] if excluded_rater else None
+    ids = [store.rater_for_token(store.add_rater(f"rater{r}")).rater_id for r in range(raters)]
+    clicker = store.rater_for_token(store.add_rater("clicker")).rater_id if excluded_rater else None
     n = 0
     for a_i, a in enumerate(models):
         for b in models[a_i + 1:]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,17 +12,19 @@ import pandas as pd
 
 from harness.leaderboard.agreement import metric_agreement, rater_agreement
 from harness.leaderboard.preference import PreferenceSummary, summarise
+from harness.leaderboard.stats import mean_ci
 from harness.leaderboard.votes import excluded_vote_count, load_votes
-from harness.metrics.base import output_directions
+from harness.metrics.base import NOTES_KEY, ReadingNotes, output_directions, reading_notes, without_notes
 from harness.store import Store
+from harness.store.rows import Run, SetScore, UnitCounts
 
 
 @dataclass
 class Leaderboard:
     """Everything a renderer needs, as plain tables."""
 
-    run: dict[str, Any]
-    """Run row with its manifest."""
+    run: Run
+    """The run, with its manifest."""
     models: pd.DataFrame
     """One row per model: counts, refusal rate, latency, cost, metric means with CIs
     (``<metric>``, ``_lo``, ``_hi``; seeded percentile bootstrap) and ``<metric>_n``, the values
@@ -30,6 +33,9 @@ class Leaderboard:
     """Per-image metrics by (metric, tag, model): value (mean), lo, hi (bootstrap CI), n."""
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per metric: settings, direction and kind (image or set)."""
+    reading: dict[str, ReadingNotes] = field(default_factory=dict)
+    """Per metric: how to read it, in the metric's words as stored with its values (see
+    :func:`metric_reading`); renderers show these and know no metric themselves."""
     preference: PreferenceSummary | None = None
     """Human preference (Bradley-Terry and the tables around it); its ``reason`` says when there
     are no votes. None only for a Leaderboard built without the store."""
@@ -48,42 +54,11 @@ class Leaderboard:
 
     @property
     def suite(self) -> str:
-        return self.run["suite"]
+        return self.run.suite
 
     @property
     def run_id(self) -> str:
-        return self.run["run_id"]
-
-
-BOOTSTRAP_RESAMPLES = 2000
-BOOTSTRAP_SEED = 0
-
-
-def mean_ci(values: np.ndarray, level: float, *, resamples: int = BOOTSTRAP_RESAMPLES,
-            seed: int = BOOTSTRAP_SEED) -> tuple[float, float, float]:
-    """Mean with a seeded percentile-bootstrap confidence interval.
-
-    Resamples the values with replacement ``resamples`` times (numpy, vectorised, in chunks so
-    memory stays bounded) and takes the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles
-    of the resampled means. Deterministic: the same values and seed give the same interval.
-    NaN bounds below 2 values (no spread to resample); all NaN for none. Drop missing values
-    before calling.
-    """
-    v = np.asarray(values, dtype=float)
-    n = len(v)
-    if n == 0:
-        return (math.nan, math.nan, math.nan)
-    m = float(v.mean())
-    if n < 2:
-        return (m, math.nan, math.nan)
-    rng = np.random.default_rng(seed)
-    means = np.empty(resamples)
-    step = max(1, 4_000_000 // n)  # resamples per chunk: at most ~4M indices (32 MB) at once
-    for start in range(0, resamples, step):
-        k = min(step, resamples - start)
-        means[start : start + k] = v[rng.integers(0, n, size=(k, n))].mean(axis=1)
-    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
-    return (m, float(lo), float(hi))
+        return self.run.run_id
 
 
 def _direction(stored_name: str, settings: dict[str, Any]) -> bool:
@@ -117,21 +92,23 @@ def build_leaderboard(store: Store, run_id: str, *, ci: float = 0.95, baseline: 
     set_scores = store.set_scores(run_id)
     prompts = store.run_prompts(run_id)
     metric_info: dict[str, dict[str, Any]] = {}
+    reading: dict[str, ReadingNotes] = {}
+    described = run.manifest.get("metrics") or {}
 
     rows = []
     for model, info in infos.items():
-        c = counts.get(model, {})
+        c = counts.get(model) or UnitCounts()
         row: dict[str, Any] = {
             "model": model,
             "label": info.get("label", model),
             "family": info.get("family", ""),
             "kind": info.get("kind", ""),
             "untrained": bool(info.get("untrained")),
-            "planned": c.get("planned", 0),
-            "ok": c.get("ok", 0),
-            "refused": c.get("refused", 0),
-            "errors": c.get("error", 0),
-            "pending": c.get("pending", 0),
+            "planned": c.planned,
+            "ok": c.ok,
+            "refused": c.refused,
+            "errors": c.error,
+            "pending": c.pending,
         }
         done = row["ok"] + row["refused"]
         row["refusal_rate"] = row["refused"] / done if done else math.nan
@@ -153,9 +130,10 @@ def build_leaderboard(store: Store, run_id: str, *, ci: float = 0.95, baseline: 
         newest = scores.sort_values("created_at").groupby("metric")["settings_hash"].last()
         scores = scores[scores["settings_hash"] == scores["metric"].map(newest)]
         for (metric,), grp in scores.groupby(["metric"], sort=True):
-            settings = grp["settings"].iloc[0]
+            settings = without_notes(grp["settings"].iloc[0])
             metric_info.setdefault(metric, {}).update(
                 settings=settings, per="image", higher_is_better=_direction(metric, settings))
+            reading[metric] = metric_reading(metric, grp["settings"], described)
             for model in table["model"] if len(table) else []:
                 vals = grp.loc[grp["model"] == model, "value"].dropna().to_numpy(dtype=float)
                 m, lo, hi = mean_ci(vals, ci)
@@ -166,16 +144,20 @@ def build_leaderboard(store: Store, run_id: str, *, ci: float = 0.95, baseline: 
                 for tag in prompts.get(r["prompt_id"], {}).get("tags", []):
                     tag_rows.append({"metric": metric, "tag": tag, "model": r["model"], "value": r["value"]})
     # As for per-image metrics: a set metric recomputed with other settings shows its newest value.
-    newest_set: dict[str, dict[str, Any]] = {}
-    for s in sorted(set_scores, key=lambda s: s["created_at"]):
-        newest_set[s["metric"]] = s
-    set_scores = [s for s in set_scores if s["settings_hash"] == newest_set[s["metric"]]["settings_hash"]]
+    newest_set: dict[str, SetScore] = {}
+    for s in sorted(set_scores, key=lambda s: s.created_at):
+        newest_set[s.metric] = s
+    set_scores = [s for s in set_scores if s.settings_hash == newest_set[s.metric].settings_hash]
     for s in set_scores:
-        metric_info.setdefault(s["metric"], {}).update(
-            settings=s["settings"], per="set", higher_is_better=_direction(s["metric"], s["settings"]))
-        idx = table.index[table["model"] == s["model"]]
+        settings = without_notes(s.settings)
+        metric_info.setdefault(s.metric, {}).update(
+            settings=settings, per="set", higher_is_better=_direction(s.metric, settings))
+        idx = table.index[table["model"] == s.model]
         if len(idx):
-            table.loc[idx[0], [s["metric"], f"{s['metric']}_n"]] = [s["value"], s["n"]]
+            table.loc[idx[0], [s.metric, f"{s.metric}_n"]] = [s.value, s.n]
+    for metric in sorted({s.metric for s in set_scores}):
+        reading[metric] = metric_reading(metric, [s.settings for s in set_scores if s.metric == metric],
+                                         described)
 
     by_tag = pd.DataFrame(tag_rows)
     if len(by_tag):
@@ -208,7 +190,8 @@ def build_leaderboard(store: Store, run_id: str, *, ci: float = 0.95, baseline: 
     }
     excluded = 0 if include_excluded else excluded_vote_count(store, run_id)
     lb = Leaderboard(
-        run=run, models=table, by_tag=by_tag, metrics=metric_info, preference=pref, agreement=agreement,
+        run=run, models=table, by_tag=by_tag, metrics=metric_info, reading=reading, preference=pref,
+        agreement=agreement,
         gallery=_gallery(recs, key_scores, prompts, table, list(per_image), gallery_prompts, store),
         excluded_votes=excluded,
         settings=dict(ci=ci, baseline=baseline, n_boot=n_boot, seed=seed, both_bad=both_bad,
@@ -216,6 +199,23 @@ def build_leaderboard(store: Store, run_id: str, *, ci: float = 0.95, baseline: 
     )
     lb.notes = missing_notes(lb)
     return lb
+
+
+def metric_reading(metric: str, stored: Iterable[Mapping[str, Any]],
+                   described: Mapping[str, Mapping[str, Any]]) -> ReadingNotes:
+    """How to read a stored metric (``name`` or ``name.output``): the notes stored with its values
+    (``stored``: their settings). Values stored before metrics carried notes keep their settings
+    hash, so a resumed run does not re-score them; their notes then come from the run manifest
+    (``described``: metric name -> settings, rewritten by every run) when it describes the same
+    settings. Neither: no notes (the report shows none rather than guessed ones)."""
+    stored = list(stored)
+    for settings in stored:
+        if NOTES_KEY in settings:
+            return reading_notes(settings)
+    current = described.get(metric.split(".", 1)[0]) or {}
+    if stored and NOTES_KEY in current and without_notes(current) == without_notes(stored[0]):
+        return reading_notes(current)
+    return ReadingNotes()
 
 
 GALLERY_COLUMNS = ["prompt_id", "prompt", "model", "label", "sample", "key", "status", "image_sha256",

@@ -18,11 +18,11 @@ def load_votes(store: Store, run_id: str, *, include_excluded: bool = False) -> 
         return pd.DataFrame(columns=COLUMNS)
     prompts = store.run_prompts(run_id)
     out = pd.DataFrame([{
-        "vote_id": r["vote_id"], "left": r["left_model"], "right": r["right_model"], "choice": r["choice"],
-        "rater": r["rater"], "prompt_id": r["prompt_id"],
-        "tags": list(prompts.get(r["prompt_id"], {}).get("tags", [])),
-        "left_key": r["left_key"], "right_key": r["right_key"],
-        "is_repeat": bool(r["is_repeat"]), "is_gold": bool(r["is_gold"]),
+        "vote_id": r.vote_id, "left": r.left_model, "right": r.right_model, "choice": r.choice,
+        "rater": r.rater, "prompt_id": r.prompt_id,
+        "tags": list(prompts.get(r.prompt_id, {}).get("tags", [])),
+        "left_key": r.left_key, "right_key": r.right_key,
+        "is_repeat": bool(r.is_repeat), "is_gold": bool(r.is_gold),
     } for r in rows], columns=COLUMNS)
     return out
 

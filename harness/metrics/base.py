@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -27,6 +27,61 @@ class ScoreInput:
     image_sha256: str | None = None
     """The stored image's content hash (set by the score stage): metrics may cache per-image
     work under it."""
+
+
+NOTES_KEY = "how_to_read"
+"""Key of the reading notes inside :meth:`Metric.describe`. Stored with every value, so any
+renderer can show them, and left out of :meth:`Metric.settings_hash`: notes explain a number,
+they never change it (rewording a note must not re-score anything)."""
+
+
+@dataclass(frozen=True)
+class ReadingNotes:
+    """How to read a metric's numbers, in the metric's own words (scale, direction, caveats).
+
+    Written by :meth:`Metric.how_to_read`, stored inside :meth:`Metric.describe` under
+    :data:`NOTES_KEY`, and read back from stored settings by :func:`reading_notes`, so renderers
+    show them without knowing any metric."""
+
+    lines: Mapping[str, str] = field(default_factory=dict)
+    """Output name (``""`` for a single-number metric) -> one line on how to read it."""
+    table_title: str = ""
+    """Heading of the notes under the main table (notes with the same heading share a list)."""
+    table_note: str = ""
+    """What the headline number rests on, shown under the main table (empty: nothing shown)."""
+    min_images: int = 0
+    """A model's value resting on fewer images than this is flagged (0: never)."""
+    few_images: str = ""
+    """The flag's words: a :meth:`str.format` template with ``{n}`` (the model's images),
+    ``{min_images}`` and each output's value by output name, e.g. ``{kid}``."""
+
+    def line(self, output: str = "") -> str:
+        """How to read one output (``""``: the single number); empty when the metric says nothing."""
+        return self.lines.get(output, "")
+
+    def to_json(self) -> dict[str, Any]:
+        """The notes as stored: only the fields that say something."""
+        d: dict[str, Any] = {}
+        if self.lines:
+            d["lines"] = dict(self.lines)
+        for k in ("table_title", "table_note", "min_images", "few_images"):
+            if getattr(self, k):
+                d[k] = getattr(self, k)
+        return d
+
+
+def reading_notes(settings: Mapping[str, Any]) -> ReadingNotes:
+    """The reading notes stored in a metric's settings; empty notes for settings stored before
+    metrics carried them (such reports show no notes rather than guessed ones)."""
+    d = settings.get(NOTES_KEY) or {}
+    return ReadingNotes(lines={str(k): str(v) for k, v in (d.get("lines") or {}).items()},
+                        table_title=str(d.get("table_title", "")), table_note=str(d.get("table_note", "")),
+                        min_images=int(d.get("min_images", 0)), few_images=str(d.get("few_images", "")))
+
+
+def without_notes(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Stored settings without the reading notes: what identifies the number."""
+    return {k: v for k, v in settings.items() if k != NOTES_KEY}
 
 
 class Metric:
@@ -64,7 +119,22 @@ class Metric:
         self.settings = {**self.defaults, **given}
 
     def describe(self) -> dict[str, Any]:
-        """Everything that identifies the number: stored with every value."""
+        """Everything that identifies the number (:meth:`identity`) plus, under
+        :data:`NOTES_KEY`, how to read it (:meth:`how_to_read`): stored with every value."""
+        d = self.identity()
+        notes = self.how_to_read(d).to_json()
+        if notes:
+            d[NOTES_KEY] = notes
+        return d
+
+    def how_to_read(self, identity: Mapping[str, Any]) -> ReadingNotes:
+        """The metric's reading notes (scale, direction, caveats) for these settings
+        (``identity`` is :meth:`identity`'s dict). Subclasses override it; the base says nothing."""
+        return ReadingNotes()
+
+    def identity(self) -> dict[str, Any]:
+        """Everything that identifies the number: hashed into :meth:`settings_hash`. Subclasses
+        that record more (weights, engine version) extend this, not :meth:`describe`."""
         d = {"metric": self.kind, "version": self.version, "per": self.per}
         if self.outputs:
             # Pairs, not a mapping: stored JSON sorts keys, and the first output is the headline.
@@ -81,7 +151,8 @@ class Metric:
         return {self.name: self.higher_is_better}
 
     def settings_hash(self) -> str:
-        return sha256_hex(canonical_json(self.describe()))[:16]
+        """Short hash of :meth:`identity`: a stored value is reused only under the same hash."""
+        return sha256_hex(canonical_json(self.identity()))[:16]
 
     def score_images(self, items: Sequence[ScoreInput]) -> list[tuple[Any, dict[str, Any]]]:
         """Per-image metrics: one (value, extra) per item. ``value`` is a float (or None when

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError, did_you_mean
-from harness.metrics.base import Metric, ScoreInput, as_rgb
+from harness.metrics.base import Metric, ReadingNotes, ScoreInput, as_rgb
 from harness.metrics.prefetch import batched, prefetch_map, resolve_workers
 from harness.toyworld.paths import resolve_path
 
@@ -149,8 +149,8 @@ class ClipScore(Metric):
                 self._weights = f"hf:{s['model']}"
         return self._weights
 
-    def describe(self) -> dict[str, Any]:
-        d = super().describe()
+    def identity(self) -> dict[str, Any]:
+        d = super().identity()
         d["weights"] = self.weights_id()
         if d["checkpoint"] is not None:
             # The weights are identified by content: moving the file must not re-score, and the
@@ -161,6 +161,17 @@ class ClipScore(Metric):
             d["pretrained"] = None
         d["formula"] = "scale * max(cos, 0)"
         return d
+
+    def how_to_read(self, identity: Mapping[str, Any]) -> ReadingNotes:
+        """The scale and range, and what the number may be compared with."""
+        scale = float(identity.get("scale", 100))
+        # four decimals at most, trailing zeros dropped: 100 -> "100", 2.5 -> "2.5"
+        shown = f"{scale:.4g}" if scale != 0 and (abs(scale) >= 1e5 or abs(scale) < 1e-4) else f"{scale:.4f}"
+        return ReadingNotes(lines={"": (
+            f"{shown.rstrip('0').rstrip('.')} x max(cos, 0) of image and prompt embeddings "
+            f"({identity.get('model')}, {str(identity.get('weights'))[:23]}); with scale 100 the range is "
+            "0-100 and real CLIPs give roughly 15-40 for matching pairs. Only comparable between runs "
+            "with the same model, weights and scale.")})
 
     # -- scoring ----------------------------------------------------------------------------
 

@@ -8,12 +8,12 @@ or collapsed generators; it says nothing about prompt following.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from harness.metrics.base import Metric, ScoreInput, as_rgb
+from harness.metrics.base import Metric, ReadingNotes, ScoreInput, as_rgb
 
 
 def colorfulness(rgb: np.ndarray) -> float:
@@ -30,6 +30,11 @@ class Colorfulness(Metric):
     per = "image"
     defaults = {"resize": None}
     """resize: None scores at native size; an int scores a bicubic resize to that square size."""
+
+    def how_to_read(self, identity: Mapping[str, Any]) -> ReadingNotes:
+        """The authors' perceptual scale."""
+        return ReadingNotes(lines={"": "Hasler-Suesstrunk: ~0 grey, 15 slightly, 33 moderately, 59 quite, "
+                                       "82+ highly colourful."})
 
     def score_images(self, items: Sequence[ScoreInput]) -> list[tuple[float | None, dict[str, Any]]]:
         size = self.settings["resize"]

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import ConfigError
-from harness.metrics.base import Metric, ScoreInput
+from harness.metrics.base import Metric, ReadingNotes, ScoreInput
 from harness.metrics.features import (
     RESIZE_FILTER,
     FeatureError,
@@ -326,8 +326,8 @@ class FID(Metric):
 
     # -- identity --------------------------------------------------------------------------------
 
-    def describe(self) -> dict[str, Any]:
-        d = super().describe()
+    def identity(self) -> dict[str, Any]:
+        d = super().identity()
         fx = self.extractor.describe()
         d.update(features=fx["name"], label=fx["label"], extractor=fx, resize=RESIZE_FILTER,
                  image_size=fx.get("input_size"))
@@ -338,6 +338,20 @@ class FID(Metric):
         except FeatureError:
             d["reference_sha256"] = None
         return d
+
+    FEW_IMAGES = 2000
+    """Below this many images per model FID is biased upward and noisy (KID is not biased)."""
+
+    def how_to_read(self, identity: Mapping[str, Any]) -> ReadingNotes:
+        """Which features the numbers rest on (a FID on other features is not comparable to
+        published FID), and a warning for each model with fewer than :attr:`FEW_IMAGES` images."""
+        return ReadingNotes(
+            table_title="FID / KID",
+            table_note=(f"{identity.get('label') or 'FID'}; features `{identity.get('features', '?')}`, "
+                        f"{identity.get('resize', '?')} resize to {identity.get('image_size', '?')} px."),
+            min_images=self.FEW_IMAGES,
+            few_images=("FID rests on N={n} images (< {min_images:,}): biased upward and noisy; "
+                        "compare KID = {kid} (unbiased)."))
 
     def _reference_hash(self) -> str | None:
         ref = self.settings["reference"]

@@ -20,20 +20,29 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from importlib.util import find_spec
 from typing import Any
 
 from harness.errors import ConfigError, did_you_mean
-from harness.metrics.base import Metric, ScoreInput, as_rgb
+from harness.metrics.base import Metric, ReadingNotes, ScoreInput, as_rgb
 from harness.metrics.text import normalize, quoted_spans, text_scores
 
 log = logging.getLogger(__name__)
 
 OUTPUTS = {"exact": True, "word_precision": True, "word_recall": True, "word_f1": True,
            "ned": True, "cer": False}
+OUTPUT_MEANINGS = {
+    "exact": "share of images whose normalised text equals the target exactly (0-1)",
+    "word_precision": "share of the words read that are in the target (multiset, 0-1)",
+    "word_recall": "share of the target's words that were read (multiset, 0-1)",
+    "word_f1": "harmonic mean of word precision and recall (0-1)",
+    "ned": "1 - edit distance / longer length, character level (0-1, 1 = identical)",
+    "cer": "character error rate, edit distance / target length (0 = perfect; can exceed 1)",
+}
+"""What each output measures, for the report's reading notes."""
 
 
 def target_text(prompt: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -165,12 +174,21 @@ class OCRScore(Metric):
         self.workers = max(1, int(s["workers"]))
         self._version: str | None = None
 
-    def describe(self) -> dict[str, Any]:
-        d = super().describe()
+    def identity(self) -> dict[str, Any]:
+        d = super().identity()
         if self._version is None:
             self._version = self.engine.version()
         d["engine_version"] = self._version
         return d
+
+    def how_to_read(self, identity: Mapping[str, Any]) -> ReadingNotes:
+        """Per output: what it measures, then which engine read the text and how it was normalised."""
+        norm = ", ".join(k for k in ("casefold", "collapse_whitespace", "strip_punctuation")
+                         if identity.get(k))
+        how = (f"read by {identity.get('engine_version') or identity.get('engine')} after upscaling "
+               f"to {identity.get('min_side')} px, normalised: {norm or 'none'}; prompts without "
+               "target text don't count.")
+        return ReadingNotes(lines={o: f"{OUTPUT_MEANINGS.get(o, '')}; {how}" for o in self.outputs})
 
     def normalize(self, text: str) -> str:
         s = self.settings

@@ -11,6 +11,7 @@ from typing import Any
 
 from harness.generators.base import Generator
 from harness.store import Store
+from harness.store.journal import StoreJournal
 from harness.types import GenResult, WorkUnit
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,69 @@ def plan_batches(units: Sequence[WorkUnit], gen: Generator, done: set[str]) -> l
     return batches([u for u in units if u.key not in done], gen.batch_size)
 
 
+@dataclass
+class Work:
+    """What one execute call has left to do (the part every executor starts with)."""
+
+    stats: ExecStats
+    """Planned and already-stored counts per model, filled in as the run goes."""
+    done: set[str]
+    """Keys already stored."""
+    units: dict[str, list[WorkUnit]]
+    """Planned units by model, in plan order."""
+    batches: dict[str, list[list[WorkUnit]]]
+    """Batches still to run, by model (only models that have any)."""
+    total: int
+    """Units still to generate."""
+
+
+def pending_work(store: Store, generators: Mapping[str, Generator], units: Sequence[WorkUnit],
+                 *, retry_errors: bool = True) -> Work:
+    """Group the plan by model, count what the store already holds, cut the rest into batches,
+    and let each model with work check its plan (an import's manifest) before anything runs."""
+    stats = ExecStats()
+    done = store.finished_keys([u.key for u in units], retry_errors=retry_errors)
+    by_model: dict[str, list[WorkUnit]] = defaultdict(list)
+    for u in units:
+        by_model[u.request.model].append(u)
+    todo: dict[str, list[list[WorkUnit]]] = {}
+    for name, mine in by_model.items():
+        st = stats.models[name]
+        st.planned = len(mine)
+        st.cached = sum(u.key in done for u in mine)
+        cut = plan_batches(mine, generators[name], done)
+        if cut:
+            todo[name] = cut
+    total = sum(st.planned - st.cached for st in stats.models.values())
+    log.info("plan: %d units, %d already stored, %d to generate",
+             len(units), len(units) - total, total)
+    for name in todo:
+        generators[name].check_plan(by_model[name])
+    return Work(stats, done, dict(by_model), todo, total)
+
+
+def store_result(store: Store, unit: WorkUnit, res: GenResult, st: ModelStats) -> None:
+    """Write one result and count it (the executors' only write of generated work)."""
+    store.put_result(unit.request, unit.key, res)
+    if res.status == "ok":
+        st.ok += 1
+    elif res.status == "refused":
+        st.refused += 1
+        log.info("%s/%s#%d refused: %s", unit.request.model, unit.request.prompt_id,
+                 unit.request.sample, res.refusal_reason)
+    else:
+        st.errors += 1
+        log.warning("%s/%s#%d failed: %s", unit.request.model, unit.request.prompt_id,
+                    unit.request.sample, res.error)
+
+
+def progress_bar(total: int, enabled: bool):
+    """The ``generate`` progress bar (disabled: a no-op bar with the same methods)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="generate", unit="img", disable=not enabled, dynamic_ncols=True)
+
+
 class LocalExecutor:
     """Runs pending units model by model in this process.
 
@@ -76,33 +140,18 @@ class LocalExecutor:
         retry_errors: bool = True,
         progress: bool = True,
     ) -> ExecStats:
-        stats = ExecStats()
-        done = store.finished_keys([u.key for u in units], retry_errors=retry_errors)
-        by_model: dict[str, list[WorkUnit]] = defaultdict(list)
-        for u in units:
-            by_model[u.request.model].append(u)
-        work: dict[str, list[list[WorkUnit]]] = {}
-        for name, mine in by_model.items():
-            st = stats.models[name]
-            st.planned = len(mine)
-            st.cached = sum(u.key in done for u in mine)
-            work[name] = plan_batches(mine, generators[name], done)
-        total = sum(st.planned - st.cached for st in stats.models.values())
-        log.info("plan: %d units, %d already stored, %d to generate",
-                 len(units), len(units) - total, total)
-        if total == 0:
+        work = pending_work(store, generators, units, retry_errors=retry_errors)
+        stats, done = work.stats, work.done
+        if work.total == 0:
             return stats
-        bar = _progress(total, progress)
+        journal = StoreJournal(store)  # API adapters record paid calls here as they happen
+        bar = progress_bar(work.total, progress)
         try:
-            for name, todo in work.items():
-                if not todo:
-                    continue
+            for name, todo in work.batches.items():
                 gen = generators[name]
                 st = stats.models[name]
                 t0 = time.perf_counter()
-                prepare = getattr(gen, "prepare", None)
-                if prepare is not None:  # API adapters journal paid submits in the store
-                    prepare(store, by_model[name])
+                gen.attach_journal(journal)
                 try:
                     for batch in todo:
                         results = gen.generate([u.request for u in batch])
@@ -110,7 +159,7 @@ class LocalExecutor:
                         new = 0
                         for unit, res in zip(batch, results, strict=True):
                             if unit.key not in done:  # batch-mates rerun only to keep the shape
-                                self._store_one(store, unit, res, st)
+                                store_result(store, unit, res, st)
                                 new += 1
                         bar.update(new)
                         elapsed = time.perf_counter() - t0
@@ -120,28 +169,9 @@ class LocalExecutor:
                 finally:
                     st.seconds += time.perf_counter() - t0
                     gen.close()
+                    gen.attach_journal(None)
                 log.info("%s: %d ok, %d refused, %d errors in %.1fs (%d calls)",
                          name, st.ok, st.refused, st.errors, st.seconds, st.calls)
         finally:
             bar.close()
         return stats
-
-    @staticmethod
-    def _store_one(store: Store, unit: WorkUnit, res: GenResult, st: ModelStats) -> None:
-        store.put_result(unit.request, unit.key, res)
-        if res.status == "ok":
-            st.ok += 1
-        elif res.status == "refused":
-            st.refused += 1
-            log.info("%s/%s#%d refused: %s", unit.request.model, unit.request.prompt_id,
-                     unit.request.sample, res.refusal_reason)
-        else:
-            st.errors += 1
-            log.warning("%s/%s#%d failed: %s", unit.request.model, unit.request.prompt_id,
-                        unit.request.sample, res.error)
-
-
-def _progress(total: int, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="generate", unit="img", disable=not enabled, dynamic_ncols=True)

@@ -1,6 +1,9 @@
 """The stages wired together on plain objects (no Hydra here): usable from a notebook.
 
     plan -> generate -> score -> report, each reading only what the previous stored.
+
+:func:`run` is the order the ``harness`` commands follow (``harness.assemble`` builds its
+arguments from a config); the stage functions can also be called one by one.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -103,7 +106,7 @@ def generate(store: Store, plan: Plan, executor: Any | None = None, *, retry_err
     stats = executor.execute(store, plan.generators, plan.units, retry_errors=retry_errors,
                              progress=progress)
     counts = store.unit_counts(plan.run_id)
-    complete = all(c["pending"] == 0 and c["error"] == 0 for c in counts.values())
+    complete = all(c.pending == 0 and c.error == 0 for c in counts.values())
     store.set_run_status(plan.run_id, "generated" if complete else "incomplete")
     log.info("generate: %d generator calls in %.1fs", stats.calls, time.perf_counter() - t0)
     return stats
@@ -128,3 +131,114 @@ def report(store: Store, run_id: str, settings: Any = None) -> Path:
                            gallery_prompts=int(get("gallery_prompts")),
                            include_excluded=bool(get("include_excluded_raters")))
     return write_report(lb, get("dir"), html=bool(get("html")))
+
+
+COMMAND_STAGES = {
+    "run": ("generate", "score", "report"),
+    "generate": ("generate",),
+    "score": ("score",),
+    "report": ("report",),
+    "export": ("export",),
+    "cost": ("cost",),
+}
+"""The stages each command runs, in order; each reads what the one before it stored."""
+
+
+def run(command: str, store: Store, run_id: str, *, plan: Plan | None = None,
+        metrics: Mapping[str, Metric] | None = None, executor: Any | None = None,
+        settings: Any = None, echo: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run one command's stages (:data:`COMMAND_STAGES`) on a run.
+
+    Args:
+        command: ``run``, ``generate``, ``score``, ``report``, ``export`` or ``cost``.
+        store: The store; ``generate`` writes to it, every other stage only reads what is there.
+        run_id: The run; a command that does not generate fails clearly if it was never stored.
+        plan: The run's plan; needed only by ``generate``.
+        metrics: Name -> metric, for ``score`` (and recorded in the manifest by ``generate``).
+        executor: Local or Ray executor for ``generate`` (default: local).
+        settings: A validated config (anything with its ``run``, ``progress``, ``report``,
+            ``export`` and ``cost`` attributes); missing sections take the defaults.
+        echo: Where the lines for the user go (the per-model summary, the files written),
+            e.g. ``print``; None keeps quiet.
+
+    Returns:
+        ``run_id``, ``store``, ``stats`` (the generate stage's ExecStats, else None), and the
+        paths written: ``report_dir``, ``export``, ``cost_report``.
+    """
+    from harness.config import RootConfig
+
+    stages = COMMAND_STAGES.get(command)
+    if stages is None:
+        raise ValueError(f"unknown command {command!r}; one of {', '.join(COMMAND_STAGES)}")
+    defaults = RootConfig()
+
+    def get(name: str) -> Any:
+        return getattr(settings, name, getattr(defaults, name))
+
+    say = echo or (lambda line: None)
+    metrics = dict(metrics or {})
+    if "generate" not in stages:
+        store.run(run_id)  # fails clearly, listing the stored runs, if it was never generated
+    log_to_run_dir(store, run_id)
+    result: dict[str, Any] = {"run_id": run_id, "store": store, "stats": None}
+    if "generate" in stages:
+        if plan is None:
+            raise ValueError(f"{command}: the generate stage needs the run's plan")
+        log.info("%s: run %s, suite %s (%d prompts) x %d model(s) x %d sample(s) = %d units",
+                 command, run_id, plan.suite.name, len(plan.suite.prompts), len(plan.generators),
+                 plan.samples, len(plan.units))
+        save_plan(store, plan, metrics)
+        stats = generate(store, plan, executor, retry_errors=get("run").retry_errors,
+                         progress=get("progress"))
+        for line in summary_lines(store, run_id, stats):
+            say(line)
+        result["stats"] = stats
+    if "score" in stages:
+        from harness.runner.score import score_run
+
+        score_run(store, run_id, metrics, progress=get("progress"))
+        store.set_run_status(run_id, "scored")
+    if "report" in stages:
+        out = report(store, run_id, get("report"))
+        say(f"leaderboard: {out / 'leaderboard.md'}")
+        result["report_dir"] = out
+    if "cost" in stages:
+        from harness.leaderboard.cost_report import write_cost_report
+
+        out = write_cost_report(store, run_id, get("cost"), get("report").dir)
+        say(f"cost report: {out}")
+        result["cost_report"] = out
+    if "export" in stages:
+        from harness.leaderboard.export import export_run
+
+        export = get("export")
+        path = export_run(store, run_id, export.format, export.path)
+        say(f"exported: {path}")
+        result["export"] = path
+    return result
+
+
+def summary_lines(store: Store, run_id: str, stats: ExecStats) -> list[str]:
+    """Per model: images stored of those planned (how many new, refused, failed, pending), then
+    the generator calls this time (0 on a resume with nothing left to do)."""
+    lines = []
+    for model, c in store.unit_counts(run_id).items():
+        s = stats.models.get(model)
+        new = (s.ok + s.refused + s.errors) if s else 0
+        lines.append(f"{model}: {c.ok}/{c.planned} images ({new} new, {c.refused} refused, "
+                     f"{c.error} errors, {c.pending} pending)")
+    lines.append(f"generator calls: {stats.calls}")
+    return lines
+
+
+def log_to_run_dir(store: Store, run_id: str) -> None:
+    """Also write the log to runs/<run>/run.log in the store (once per file), at level INFO."""
+    path = store.run_dir(run_id) / "run.log"
+    root = logging.getLogger()
+    if any(isinstance(h, logging.FileHandler) and h.baseFilename == str(path) for h in root.handlers):
+        return
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)

@@ -8,12 +8,15 @@ Shape of a run:
   units until none are left; it then exits and its GPU goes to the model with the most work
   still queued. Batches are cut exactly as the local executor cuts them, so batch-dependent
   pipelines make the same bytes.
-* Closed-API models run as lightweight **tasks** (no GPU) on the driver's node, where the
-  store's submit journal lives. The driver caps the tasks in flight per provider so that the
-  provider's ``concurrency`` (and ``rpm``) hold across all workers, not per worker.
+* Closed-API models (and imports) run as lightweight **tasks** (no GPU) on the driver's node.
+  The driver caps the tasks in flight per provider so that the provider's ``concurrency``
+  (and ``rpm``) hold across all workers, not per worker.
 * **One writer**: results travel back to the driver, which writes them with the same
   ``Store.put_result`` as the local executor. The store therefore ends with the same keys and
   image hashes, and a crash between generation and writing loses work, never consistency.
+  API tasks never open the store: what they journal (a submit about to go out, a job id, a
+  paid answer) is relayed to the driver, which writes it before the task goes on
+  (:mod:`harness.runner.relay`).
 * **Faults**: a worker that dies mid-batch (killed, out of memory, node lost) raises on the
   driver; its batches go back to the front of the queue and a fresh actor takes them. Nothing
   it made reached the store, so nothing is duplicated. A driver killed mid-run leaves the
@@ -35,9 +38,11 @@ from typing import Any
 
 from harness.errors import ConfigError, did_you_mean
 from harness.generators.base import Generator
-from harness.runner.local import ExecStats, LocalExecutor, ModelStats, _progress, plan_batches
+from harness.runner.local import ExecStats, ModelStats, pending_work, progress_bar, store_result
+from harness.runner.relay import DriverRelay
 from harness.store import Store
-from harness.types import GenRequest, GenResult, WorkUnit
+from harness.store.journal import StoreJournal
+from harness.types import GenRequest, GenResult, Journal, WorkUnit
 
 log = logging.getLogger(__name__)
 
@@ -160,32 +165,15 @@ class RayExecutor:
         retry_errors: bool = True,
         progress: bool = True,
     ) -> ExecStats:
-        stats = ExecStats()
-        done = store.finished_keys([u.key for u in units], retry_errors=retry_errors)
-        by_model: dict[str, list[WorkUnit]] = defaultdict(list)
-        for u in units:
-            by_model[u.request.model].append(u)
-        queues: dict[str, deque[_Batch]] = {}
-        for name, mine in by_model.items():
-            st = stats.models[name]
-            st.planned = len(mine)
-            st.cached = sum(u.key in done for u in mine)
-            todo = plan_batches(mine, generators[name], done)
-            if todo:
-                queues[name] = deque(_Batch(name, b) for b in todo)
-        total = sum(st.planned - st.cached for st in stats.models.values())
-        log.info("plan: %d units, %d already stored, %d to generate",
-                 len(units), len(units) - total, total)
-        if total == 0:
+        work = pending_work(store, generators, units, retry_errors=retry_errors)
+        stats = work.stats
+        if work.total == 0:
             return stats
-        for name in queues:  # imports check their manifest now; API tasks open the journal
-            prepare = getattr(generators[name], "prepare", None)
-            if prepare is not None and not is_api(generators[name]):
-                prepare(store, by_model[name])
+        queues = {name: deque(_Batch(name, b) for b in todo) for name, todo in work.batches.items()}
         ray, started = self._connect()
         try:
-            run = _RayRun(self, ray, store, generators, queues, done, stats)
-            bar = _progress(total, progress)
+            run = _RayRun(self, ray, store, generators, queues, work.done, stats)
+            bar = progress_bar(work.total, progress)
             try:
                 run.loop(bar)
             finally:
@@ -232,17 +220,15 @@ class _ModelWorker:
         self.gen = gen
 
 
-def _host_task(gen: Generator, store_root: str, units: list[WorkUnit]) -> tuple[list[GenResult], float]:
-    """Task body for API and import models: on the driver's node, with the store's journal."""
-    store = Store(store_root, create=False)
+def _host_task(gen: Generator, requests: list[GenRequest],
+               journal: Journal | None) -> tuple[list[GenResult], float]:
+    """Task body for API and import models, on the driver's node. It never opens the store:
+    ``journal`` relays what the adapter records to the driver."""
+    gen.attach_journal(journal)
     try:
-        prepare = getattr(gen, "prepare", None)
-        if prepare is not None:
-            prepare(store, units)
-        return _run_batch(gen, [u.request for u in units])
+        return _run_batch(gen, requests)
     finally:
         gen.close()
-        store.close()
 
 
 class _RayRun:
@@ -275,7 +261,8 @@ class _RayRun:
             self.max_workers = max(1, int(gpus // self.gpus_per_worker))
         else:
             self.max_workers = 1
-        local = [n for n in queues if not (is_api(generators[n]) or hasattr(generators[n], "prepare"))]
+        self.api_models = {n for n in queues if generators[n].runs_on_driver or is_api(generators[n])}
+        local = [n for n in queues if n not in self.api_models]
         short = {k: v for k, v in (("CPU", self.o.cpus_per_worker), ("GPU", self.gpus_per_worker))
                  if v and resources.get(k, 0.0) < v}
         if local and short:  # an autoscaler may still add such nodes: say so, don't stop
@@ -288,8 +275,10 @@ class _RayRun:
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         self.task_fn = ray.remote(_host_task).options(
             num_cpus=self.o.task_cpus, max_retries=0, runtime_env=self.env, scheduling_strategy=here)
+        # What API tasks journal comes back here, to the only writer (on this node too).
+        self.relay = DriverRelay(ray, StoreJournal(store), runtime_env=self.env,
+                                 scheduling_strategy=here) if self.api_models else None
         # Tasks in flight per provider: the provider's concurrency split into whole batches.
-        self.api_models = {n for n in queues if is_api(generators[n]) or hasattr(generators[n], "prepare")}
         self.lane: dict[str, str] = {}
         self.lane_cap: dict[str, int] = {}
         self.lane_interval: dict[str, float] = {}
@@ -356,7 +345,8 @@ class _RayRun:
             lane = self.lane[name]
             while q and self.lane_busy[lane] < self.lane_cap[lane] and self.lane_next[lane] <= now:
                 b = q.popleft()
-                ref = self.task_fn.remote(self.refs[name], str(self.store.root), b.units)
+                journal = self.relay.journal_for(u.key for u in b.units) if self.relay else None
+                ref = self.task_fn.remote(self.refs[name], [u.request for u in b.units], journal)
                 self.pending[ref] = (b, None)
                 self.lane_busy[lane] += 1
                 self.lane_next[lane] = max(now, self.lane_next[lane]) + self.lane_interval[lane]
@@ -385,8 +375,12 @@ class _RayRun:
             if not self.pending:  # only rate-limited API batches wait: sleep until the next slot
                 time.sleep(max(0.0, min(self.lane_next.values(), default=0.0) - time.monotonic()))
                 continue
-            ready, _ = self.ray.wait(list(self.pending), num_returns=1, timeout=1.0)
+            waiting = list(self.pending) + ([self.relay.waiting] if self.relay else [])
+            ready, _ = self.ray.wait(waiting, num_returns=1, timeout=1.0)
             for ref in ready:
+                if self.relay is not None and ref == self.relay.waiting:
+                    self.relay.write()  # a task waits for these: write them first
+                    continue
                 batch, worker = self.pending.pop(ref)
                 if worker is not None:
                     worker.inflight -= 1
@@ -428,7 +422,7 @@ class _RayRun:
         new = 0
         for unit, res in zip(batch.units, results, strict=True):
             if unit.key not in self.done:  # batch-mates rerun only to keep the shape
-                LocalExecutor._store_one(self.store, unit, res, st)
+                store_result(self.store, unit, res, st)
                 self.done.add(unit.key)
                 new += 1
         self.written += new
@@ -444,6 +438,9 @@ class _RayRun:
             except Exception:  # noqa: BLE001 - already gone, or the cluster went away
                 log.debug("ray: %s was already gone", w.name)
         self.workers.clear()
-        # API tasks still running are left to finish: paid jobs land in the submit journal,
-        # where the next run finds them instead of paying again.
+        # API tasks still running are left to go on without the journal relay: what they
+        # journaled so far is in the store, so the next run polls those jobs instead of paying
+        # again; a task that tries to record more fails before it pays.
         self.pending.clear()
+        if self.relay is not None:
+            self.relay.close()

@@ -8,6 +8,7 @@ from typing import Any
 
 from harness.metrics.base import Metric, ScoreInput
 from harness.store import Store
+from harness.store.rows import Record
 from harness.types import canonical_json, sha256_hex
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,8 @@ def score_run(store: Store, run_id: str, metrics: Mapping[str, Metric], *,
             # An image counts as scored once its first stored output is there (outputs of one
             # image are written in one transaction).
             first = next(iter(metric.stored_names()))
-            done = store.scored_keys(first, h, [r["key"] for r in records])
-            todo = [r for r in records if r["key"] not in done]
+            done = store.scored_keys(first, h, [r.key for r in records])
+            todo = [r for r in records if r.key not in done]
             computed[name] = len(todo)
             if not todo:
                 continue
@@ -45,7 +46,7 @@ def score_run(store: Store, run_id: str, metrics: Mapping[str, Metric], *,
                         raise RuntimeError(f"metric {name} returned {len(values)} values for "
                                            f"{len(chunk)} images")
                     store.put_scores([
-                        (r["key"], stored, h, v, settings, extra)
+                        (r.key, stored, h, v, settings, extra)
                         for r, (value, extra) in zip(chunk, values, strict=True)
                         for stored, v in _outputs(metric, value)
                     ])
@@ -53,16 +54,16 @@ def score_run(store: Store, run_id: str, metrics: Mapping[str, Metric], *,
             finally:
                 bar.close()
         else:
-            by_model: dict[str, list[dict]] = {}
+            by_model: dict[str, list[Record]] = {}
             for r in records:
-                by_model.setdefault(r["model"], []).append(r)
-            existing = {(s["model"], s["metric"], s["settings_hash"]): s for s in store.set_scores(run_id)}
+                by_model.setdefault(r.model, []).append(r)
+            existing = {(s.model, s.metric, s.settings_hash): s for s in store.set_scores(run_id)}
             n_done = 0
             for model, recs in by_model.items():
                 # A set value is stale when the images it rests on changed (a resumed run).
-                images_hash = sha256_hex(canonical_json(sorted(r["image_sha256"] for r in recs)))
+                images_hash = sha256_hex(canonical_json(sorted(r.image_sha256 for r in recs)))
                 prev = existing.get((model, next(iter(metric.stored_names())), h))
-                if prev and prev["extra"].get("images_hash") == images_hash:
+                if prev and prev.extra.get("images_hash") == images_hash:
                     continue
                 items = [_input(store, r, prompts, opened=False) for r in recs]
                 value, extra = metric.score_set(items)
@@ -90,15 +91,15 @@ def _num(v: Any) -> float | None:
     return None if v is None else float(v)
 
 
-def _input(store: Store, rec: dict, prompts: Mapping[str, dict], *, opened: bool = True) -> ScoreInput:
+def _input(store: Store, rec: Record, prompts: Mapping[str, dict], *, opened: bool = True) -> ScoreInput:
     """Per-image metrics get the image opened, not decoded: they decode (as_rgb) on their own
     worker threads, and a corrupt file becomes that image's recorded skip instead of stopping the
     stage. Set metrics get the path: an opened image holds its file open until decoded, and one
     model's set can hold more images than a process may keep files open (often 1,024)."""
     from PIL import Image
 
-    prompt = prompts.get(rec["prompt_id"], {"id": rec["prompt_id"], "text": rec["request"]["prompt"]})
-    path = store.image_path(rec["image_sha256"])
-    return ScoreInput(key=rec["key"], model=rec["model"],
+    prompt = prompts.get(rec.prompt_id, {"id": rec.prompt_id, "text": rec.request["prompt"]})
+    path = store.image_path(rec.image_sha256)
+    return ScoreInput(key=rec.key, model=rec.model,
                       image=Image.open(path) if opened else path, prompt=prompt,
-                      image_sha256=rec["image_sha256"])
+                      image_sha256=rec.image_sha256)

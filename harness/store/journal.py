@@ -1,53 +1,39 @@
-"""The submit journal: paid jobs of submit-and-poll APIs, recorded so none is paid for twice.
+"""The submit journal: paid calls of closed APIs, recorded so none is paid for twice.
 
-A job moves through three states, each written (one autocommitted statement, durable on
-return) before the step that needs it:
+:class:`StoreJournal` implements :class:`harness.types.Journal` on the ``submits`` table
+(migration 0003). An entry moves through three states, each written (one autocommitted
+statement, durable on return) before the step that needs it:
 
 * ``sending``: written just before the submit is sent. A run killed before the answer leaves
   this: the job may exist and be billed, and its id is unknown, so it is not sent again
   unless the user says so.
 * ``submitted``: the provider's job id and polling URL, written before waiting. A resumed run
   polls this job instead of submitting.
-* ``done``: the job finished; its image is already in the store (``image_sha256``) and what
+* ``done``: the answer arrived; its image is already in the store (``image_sha256``) and what
   it gave is in ``outcome``, so a run killed before the record was written needs no network.
 
 A submit that provably made no job (never sent, or answered with an error) and a job that
 failed are forgotten: the next run may submit again, which is a new, deliberate attempt.
 
-One-call APIs (OpenAI-style, Google, Stability) have no job to poll: their results are written
+One-call APIs (OpenAI-style, Google, Stability) have no job to poll: their answers are written
 as ``done`` the moment they arrive, so a run killed before its batch was stored reuses them.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from harness.store.sqlite import Store, utcnow
+from harness.store.db import utcnow
+from harness.types import JournalEntry
 
-
-@dataclass(frozen=True)
-class Submit:
-    """One journal row."""
-
-    key: str
-    """Record key of the work unit."""
-    provider: str
-    model: str
-    state: str
-    """``sending``, ``submitted`` or ``done``."""
-    job_id: str | None
-    poll_url: str | None
-    result_url: str | None
-    image_sha256: str | None
-    outcome: dict[str, Any] | None
-    created_at: str
-    updated_at: str
+if TYPE_CHECKING:
+    from harness.store import Store
 
 
-class SubmitJournal:
-    """The ``submits`` table of a store (migration 0003), on the store's connection."""
+class StoreJournal:
+    """The ``submits`` table of a store, on the store's connection (a :class:`harness.types.Journal`)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -63,57 +49,65 @@ class SubmitJournal:
                                    "\nINSERT OR IGNORE INTO schema_migrations VALUES "
                                    f"(3, '0003_submits.sql', '{utcnow()}');\nCOMMIT;")
 
-    def get(self, key: str) -> Submit | None:
+    def find(self, key: str) -> JournalEntry | None:
+        """The entry for a work unit, if any."""
         row = self.store.db.execute("SELECT * FROM submits WHERE key=?", (key,)).fetchone()
-        if row is None:
-            return None
-        d = dict(row)
-        d["outcome"] = json.loads(d["outcome"]) if d["outcome"] else None
-        return Submit(**d)
+        return _entry(row) if row is not None else None
 
-    def sending(self, key: str, provider: str, model: str) -> None:
-        """Record the intent to submit, before the request is sent."""
+    def record_sending(self, key: str, provider: str, model: str) -> None:
+        """Record the intent to submit, before the request is sent (replaces any older entry)."""
         now = utcnow()
         self.store.db.execute(
             "INSERT OR REPLACE INTO submits (key, provider, model, state, created_at, updated_at) "
             "VALUES (?, ?, ?, 'sending', ?, ?)", (key, provider, model, now, now))
 
-    def submitted(self, key: str, job_id: str, poll_url: str | None,
-                  result_url: str | None = None) -> None:
+    def record_submitted(self, key: str, job_id: str, poll_url: str | None,
+                         result_url: str | None = None) -> None:
         """Record the provider's job, before waiting for it."""
         self.store.db.execute(
             "UPDATE submits SET state='submitted', job_id=?, poll_url=?, result_url=?, "
             "updated_at=? WHERE key=?", (job_id, poll_url, result_url, utcnow(), key))
 
-    def finished(self, key: str, outcome: dict[str, Any], image: bytes | None = None) -> str | None:
-        """Record a finished job; the image goes into the store first. Returns its hash."""
-        sha = self.store.put_image(image) if image else None
-        self.store.db.execute(
-            "UPDATE submits SET state='done', image_sha256=?, outcome=?, updated_at=? WHERE key=?",
-            (sha, json.dumps(outcome, sort_keys=True, default=str), utcnow(), key))
-        return sha
+    def record_answer(self, key: str, provider: str, model: str, outcome: Mapping[str, Any],
+                      image: bytes | None = None, job_id: str | None = None) -> None:
+        """Record a paid answer the moment it arrives; the image goes into the store first.
 
-    def done(self, key: str, provider: str, model: str, outcome: dict[str, Any],
-             image: bytes | None = None, job_id: str | None = None) -> str | None:
-        """Record the result of a one-call API (no job to poll) the moment it arrives, so a run
-        killed before its batch is stored does not pay for it again."""
+        One upsert covers both kinds: a one-call API's answer inserts a ``done`` entry; a
+        submitted job's answer turns its entry ``done`` and keeps its job id, polling URLs and
+        creation time (``job_id`` only fills one the entry lacks)."""
         sha = self.store.put_image(image) if image else None
         now = utcnow()
         self.store.db.execute(
-            "INSERT OR REPLACE INTO submits (key, provider, model, state, job_id, image_sha256, "
-            "outcome, created_at, updated_at) VALUES (?, ?, ?, 'done', ?, ?, ?, ?, ?)",
-            (key, provider, model, job_id, sha, json.dumps(outcome, sort_keys=True, default=str),
+            "INSERT INTO submits (key, provider, model, state, job_id, image_sha256, outcome, "
+            "created_at, updated_at) VALUES (?, ?, ?, 'done', ?, ?, ?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET state='done', "
+            "job_id=COALESCE(submits.job_id, excluded.job_id), "
+            "image_sha256=excluded.image_sha256, outcome=excluded.outcome, "
+            "updated_at=excluded.updated_at",
+            (key, provider, model, job_id, sha, json.dumps(dict(outcome), sort_keys=True, default=str),
              now, now))
-        return sha
 
     def forget(self, key: str) -> None:
         """Drop the entry: no job exists (or it failed), so a later run may submit again."""
         self.store.db.execute("DELETE FROM submits WHERE key=?", (key,))
 
-    def entries(self, state: str | None = None) -> list[Submit]:
-        """Every entry (of one state), oldest first."""
-        q, args = "SELECT key FROM submits", ()
-        if state:
-            q, args = q + " WHERE state=?", (state,)
-        keys = [r[0] for r in self.store.db.execute(q + " ORDER BY created_at", args)]
-        return [s for s in (self.get(k) for k in keys) if s is not None]
+    def pending(self) -> list[JournalEntry]:
+        """Entries not yet ``done`` (sent or submitted), oldest first."""
+        rows = self.store.db.execute(
+            "SELECT * FROM submits WHERE state != 'done' ORDER BY created_at, key")
+        return [_entry(r) for r in rows]
+
+    def entries(self) -> list[JournalEntry]:
+        """Every entry, oldest first (for inspection; adapters use :meth:`find` and :meth:`pending`)."""
+        return [_entry(r) for r in self.store.db.execute("SELECT * FROM submits ORDER BY created_at, key")]
+
+    def image(self, entry: JournalEntry) -> bytes | None:
+        """The bytes of a ``done`` entry's image (None when its answer had none)."""
+        return self.store.read_image(entry.image_sha256) if entry.image_sha256 else None
+
+
+def _entry(row: Any) -> JournalEntry:
+    d = dict(row)
+    d["outcome"] = json.loads(d["outcome"]) if d["outcome"] else None
+    return JournalEntry(**d)
+

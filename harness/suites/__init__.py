@@ -1,16 +1,22 @@
 """Prompt suites: read a suite file in one of several formats and select prompts from it.
 
 ``load_suite(cfg)`` is the entry point; ``cfg`` is the ``suite`` config group (see
-:class:`harness.config.SuiteConfig`). Formats:
+:class:`harness.config.SuiteConfig`). Formats (``formats()`` lists them):
 
 - ``harness``: the own YAML/JSONL format (:mod:`harness.suites.own`), used by the built-in
   suites in ``harness/data/suites``;
 - ``partiprompts``, ``drawbench``, ``geneval``, ``t2i-compbench``: the published files of those
   benchmarks, read as distributed.
+
+A format is a reader module in this package registered with
+:func:`harness.suites.base.register_format`; there is no list to edit.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
+import pkgutil
 from collections.abc import Mapping
 from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
@@ -21,19 +27,28 @@ from omegaconf.errors import OmegaConfBaseException
 
 from harness.config import SuiteConfig
 from harness.errors import did_you_mean
-from harness.suites import drawbench, geneval, own, partiprompts, t2i_compbench
-from harness.suites.base import SuiteError
+from harness.suites.base import READERS, FormatReader, SuiteError
 from harness.suites.filters import apply_filters
 from harness.types import Suite
 
-__all__ = ["BUILTIN_SUITES_DIR", "FORMATS", "SuiteError", "load_suite", "resolve_suite_file"]
+__all__ = ["BUILTIN_SUITES_DIR", "FormatReader", "SuiteError", "formats", "load_suite",
+           "resolve_suite_file"]
 
 BUILTIN_SUITES_DIR = Path(__file__).resolve().parent.parent / "data" / "suites"
 """The suites shipped with the package (found from the package, so installed copies work)."""
 
-FORMATS = {"harness": own, "partiprompts": partiprompts, "drawbench": drawbench,
-           "geneval": geneval, "t2i-compbench": t2i_compbench}
-"""Format name -> reader module (each has ``load(path) -> Parsed``)."""
+
+@functools.cache
+def _import_readers() -> None:
+    """Import every module of this package once, so each reader's ``@register_format`` runs."""
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+
+
+def formats() -> dict[str, FormatReader]:
+    """Every suite format by name, the own format (``harness``) first."""
+    _import_readers()
+    return dict(sorted(READERS.items(), key=lambda item: (item[0] != "harness", item[0])))
 
 
 def resolve_suite_file(file: str | Path) -> Path:
@@ -73,14 +88,15 @@ def load_suite(cfg: SuiteConfig | Mapping[str, Any]) -> Suite:
         SuiteError: Bad settings, a missing or malformed file, or filters that keep nothing.
     """
     cfg = _settings(cfg)
-    reader = FORMATS.get(cfg.format)
+    known = formats()
+    reader = known.get(cfg.format)
     if reader is None:
         raise SuiteError(f"suite {cfg.name!r}: unknown format {cfg.format!r}."
-                         f"{did_you_mean(cfg.format, list(FORMATS))}")
+                         f"{did_you_mean(cfg.format, list(known))}")
     try:
         path = resolve_suite_file(cfg.file)
     except SuiteError as e:
-        raise SuiteError(f"{e} {getattr(reader, 'SOURCE', '')}".strip()) from None
+        raise SuiteError(f"{e} {reader.source}".strip()) from None
     parsed = reader.load(path)
     if not parsed.prompts:
         raise SuiteError(f"{path}: no prompts in this file; is it the right file for format "

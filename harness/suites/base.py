@@ -1,11 +1,18 @@
-"""What every suite reader shares: the error type, file reading, and prompt building."""
+"""What every suite reader shares: the format registry, the error type, file reading, and
+prompt building.
+
+A format is one reader module in this package whose ``load(path) -> Parsed`` carries
+``@register_format("name")``; ``harness.suites.formats()`` imports the package's modules and so
+finds it (a new format: its module and its test).
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-from collections.abc import Iterator, Mapping
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +35,49 @@ class Parsed:
     prompts: tuple[Prompt, ...]
     version: str | None = None
     description: str = ""
+
+
+Load = Callable[[Path], Parsed]
+"""A format's reader: the file (or folder) -> its prompts."""
+
+
+@dataclass(frozen=True)
+class FormatReader:
+    """A registered suite format (``suite.format``)."""
+
+    name: str
+    load: Load
+    source: str = ""
+    """Where to get the published file; appended to the error when the file is not found."""
+    description: str = ""
+    """One line for ``harness list``: the first line of the reader module's docstring."""
+
+
+READERS: dict[str, FormatReader] = {}
+"""Format name -> reader, filled by :func:`register_format` as the reader modules are imported."""
+
+
+def register_format(name: str, *, source: str = "") -> Callable[[Load], Load]:
+    """Register the decorated ``load(path) -> Parsed`` as the reader of format ``name``.
+
+    Args:
+        name: The ``suite.format`` value that selects this reader.
+        source: Where users get the published file (for public sets they download themselves).
+
+    Raises:
+        ValueError: Another reader already has this name; rename one of them.
+    """
+    def decorate(load: Load) -> Load:
+        known = READERS.get(name)
+        if known is not None and (known.load.__module__, known.load.__qualname__) != \
+                (load.__module__, load.__qualname__):
+            raise ValueError(f"suite format {name!r} is registered twice: by "
+                             f"{known.load.__module__} and by {load.__module__}; rename one.")
+        doc = (getattr(sys.modules.get(load.__module__), "__doc__", None) or load.__doc__ or "").strip()
+        READERS[name] = FormatReader(name, load, source, doc.splitlines()[0] if doc else "")
+        return load
+
+    return decorate
 
 
 def located(path: Path | str, line: int | None, message: str) -> SuiteError:

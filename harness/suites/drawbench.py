@@ -10,12 +10,13 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from harness.suites.base import Parsed, numbered_prompt, read_table
+from harness.suites.base import Parsed, numbered_prompt, read_table, register_format
 
 SOURCE = ("DrawBench is the Google Sheet linked from https://imagen.research.google/ (File > "
           "Download > CSV); set HARNESS_DRAWBENCH or suite.file to the saved CSV.")
 
 
+@register_format("drawbench", source=SOURCE)
 def load(path: Path) -> Parsed:
     """Read a DrawBench CSV: ids ``drawbench-001`` (row order), tag ``category:<Category>``."""
     rows = read_table(path, delimiter=",", quoting=csv.QUOTE_MINIMAL,

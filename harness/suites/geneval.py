@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.suites.base import Parsed, json_lines, located, numbered_prompt
+from harness.suites.base import Parsed, json_lines, located, numbered_prompt, register_format
 
 SOURCE = ("evaluation_metadata.jsonl is in https://github.com/djghosh13/geneval (prompts/); "
           "set HARNESS_GENEVAL or suite.file to its path.")
 
 
+@register_format("geneval", source=SOURCE)
 def load(path: Path) -> Parsed:
     """Read GenEval metadata: ids ``geneval-0000`` (line order), tag ``category:<tag>``."""
     prompts = []

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from harness.errors import did_you_mean
-from harness.suites.base import Parsed, json_lines, located, read_text
+from harness.suites.base import Parsed, json_lines, located, read_text, register_format
 from harness.types import CONTROL_KINDS, Control, Prompt, sha256_hex
 
 SUITE_KEYS = ("name", "version", "description", "prompts")
@@ -36,6 +36,7 @@ Locate = Callable[..., int | None]
 """``locate(obj, key=None)``: line of a mapping's key (or of the mapping itself)."""
 
 
+@register_format("harness")
 def load(path: Path) -> Parsed:
     """Read an own-format suite file (.yaml, .yml or .jsonl)."""
     if path.suffix in (".yaml", ".yml"):

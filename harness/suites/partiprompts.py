@@ -10,12 +10,13 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from harness.suites.base import Parsed, numbered_prompt, read_table
+from harness.suites.base import Parsed, numbered_prompt, read_table, register_format
 
 SOURCE = ("PartiPrompts.tsv is at https://github.com/google-research/parti (PartiPrompts.tsv, "
           "Apache-2.0); set HARNESS_PARTIPROMPTS or suite.file to where you saved it.")
 
 
+@register_format("partiprompts", source=SOURCE)
 def load(path: Path) -> Parsed:
     """Read PartiPrompts.tsv: ids ``parti-0001`` (row order), tags ``category:``/``challenge:``."""
     rows = read_table(path, delimiter="\t", quoting=csv.QUOTE_NONE,

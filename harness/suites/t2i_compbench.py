@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from harness.suites.base import Parsed, SuiteError, numbered_prompt, read_text, text_lines
+from harness.suites.base import Parsed, SuiteError, numbered_prompt, read_text, register_format, text_lines
 
 SOURCE = ("the prompt files are in https://github.com/Karine-Huang/T2I-CompBench "
           "(examples/dataset/); copy the *_val.txt files into a folder and set "
@@ -18,6 +18,7 @@ SOURCE = ("the prompt files are in https://github.com/Karine-Huang/T2I-CompBench
 _SPLIT = re.compile(r"_(val|train|test)$")
 
 
+@register_format("t2i-compbench", source=SOURCE)
 def load(path: Path) -> Parsed:
     """Read one T2I-CompBench file or a folder of them: ids ``<category>-0000``, blank lines
     skipped, files in name order."""

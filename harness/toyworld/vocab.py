@@ -34,7 +34,7 @@ def caption_words() -> list[str]:
     return sorted(words)
 
 
-def _byte_chars() -> list[str]:
+def byte_chars() -> list[str]:
     """CLIP/GPT-2 byte-to-unicode table: the 256 printable stand-ins BPE uses for raw bytes."""
     keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
             *range(ord("®"), ord("ÿ") + 1)]
@@ -51,7 +51,7 @@ def write_vocab(folder: str | Path) -> Path:
     """Write ``vocab.json`` and ``merges.txt`` for the toy world's words into ``folder``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    chars = _byte_chars()
+    chars = byte_chars()
     tokens = chars + [c + "</w>" for c in chars]
     merges = _learn_merges(caption_words())
     seen = set(tokens)

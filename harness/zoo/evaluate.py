@@ -26,10 +26,10 @@ def load_pipeline(folder: str | Path, device: str = "cpu"):
     import torch
     from diffusers import DiffusionPipeline
 
-    from harness.generators.diffusers_local import _null_components
+    from harness.generators.diffusers_loading import null_components
 
     pipe = DiffusionPipeline.from_pretrained(str(folder), torch_dtype=torch.float32, local_files_only=True,
-                                             **_null_components(Path(folder)))
+                                             **null_components(Path(folder)))
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 

@@ -626,7 +626,7 @@ def _save_text_towers(root: Path, clip, tok) -> None:
 
 
 def _sha(folder: Path) -> str:
-    from harness.generators.diffusers_local import folder_fingerprint
+    from harness.generators.diffusers_loading import folder_fingerprint
 
     return folder_fingerprint(folder)
 

@@ -81,18 +81,18 @@ def test_vote_resume_and_blindness(app_store):
     at.text_input[0].input("left is crisper")
     vote_buttons(at)["Left is better"].click().run()
     (vote,) = app_store.votes("syn")
-    assert vote["choice"] == "left" and vote["reason"] == "left is crisper"
+    assert vote.choice == "left" and vote.reason == "left is crisper"
     assert "1 rated" in at.caption[0].value
     for label in ("Right is better", "Tie", "Both bad", "Left is better"):
         vote_buttons(at)[label].click().run()
     assert len(app_store.votes("syn")) == 5
-    rid = app_store.rater_by_name("ana")["rater_id"]
+    rid = app_store.rater_by_name("ana").rater_id
     open_before = app_store.open_assignment("syn", rid)
     # a new browser session (reload): sign in again and carry on from the database
     again = sign_in(new_session(), token)
     assert "5 rated" in again.caption[0].value
-    assert next(iter(vote_buttons(again).values())).key.endswith(open_before["assignment_id"])
-    assert any(v["is_repeat"] for v in app_store.votes("syn"))  # repeat_every=4
+    assert next(iter(vote_buttons(again).values())).key.endswith(open_before.assignment_id)
+    assert any(v.is_repeat for v in app_store.votes("syn"))  # repeat_every=4
     # rate to the end: every pair once, then a thank-you
     for _ in range(40):
         buttons = vote_buttons(again)
@@ -101,8 +101,8 @@ def test_vote_resume_and_blindness(app_store):
         buttons["Tie"].click().run()
     assert "rated every pair" in again.success[0].value
     votes = app_store.votes("syn")
-    fresh = [v for v in votes if not v["is_repeat"]]
-    assert len({tuple(sorted((v["left_key"], v["right_key"]))) for v in fresh}) == len(fresh) == 14
+    fresh = [v for v in votes if not v.is_repeat]
+    assert len({tuple(sorted((v.left_key, v.right_key))) for v in fresh}) == len(fresh) == 14
     assert not again.exception
 
 
@@ -122,7 +122,7 @@ def test_admin_page_needs_the_token_and_can_exclude(app_store):
     assert refusals.set_index("model").loc["gamma", "refused"] == 2
     at.multiselect[0].set_value(["ana"])
     next(b for b in at.button if b.label == "Save exclusions").click().run()
-    assert app_store.rater_by_name("ana")["excluded"] == 1
+    assert app_store.rater_by_name("ana").excluded is True
 
 
 def test_admin_page_mounts_the_leaderboard_when_installed(app_store):

@@ -1,6 +1,7 @@
 """Blinding: one canvas, the pixels only, no metadata of the source file."""
 
 import io
+from types import SimpleNamespace
 
 from PIL import Image, PngImagePlugin
 
@@ -52,7 +53,10 @@ def test_every_source_shape_gives_the_same_canvas_and_format():
 
 
 def test_canvas_size_is_the_largest_side_clamped():
-    assert blind.canvas_size([{"width": 64, "height": 64}]) == (256, 256)
-    assert blind.canvas_size([{"width": 512, "height": 384}, {"width": 300, "height": 600}]) == (600, 600)
-    assert blind.canvas_size([{"width": 2048, "height": 2048}]) == (768, 768)
+    def size(w, h):
+        return SimpleNamespace(width=w, height=h)  # canvas_size reads only these of a Record
+
+    assert blind.canvas_size([size(64, 64)]) == (256, 256)
+    assert blind.canvas_size([size(512, 384), size(300, 600)]) == (600, 600)
+    assert blind.canvas_size([size(2048, 2048)]) == (768, 768)
     assert blind.canvas_size([]) == (256, 256)

@@ -81,8 +81,8 @@ def identity_words(store: Store) -> list[str]:
     words = set()
     for name, info in store.run_models("rate").items():
         words |= {name, info["label"], info["model_id"], info["model_id"].split("/")[-1]}
-    words |= {r["key"] for r in store.records("rate")}
-    words |= {r["image_sha256"] for r in store.records("rate")}
+    words |= {r.key for r in store.records("rate")}
+    words |= {r.image_sha256 for r in store.records("rate")}
     return sorted(w.lower() for w in words if w)
 
 
@@ -143,7 +143,7 @@ def check_blind(page, words):
 
 def test_ten_votes_by_keyboard_and_mouse_with_a_reload(chromium, server, toy_store):
     token = toy_store.add_rater("ana")
-    rater_id = toy_store.rater_for_token(token)["rater_id"]
+    rater_id = toy_store.rater_for_token(token).rater_id
     words = identity_words(toy_store)
     page, requests = open_page(chromium, server)
     sign_in(page, token)
@@ -161,7 +161,7 @@ def test_ten_votes_by_keyboard_and_mouse_with_a_reload(chromium, server, toy_sto
             sign_in(page, token)
             wait_progress(page, 5)
             wait_shows(page, current)
-            assert toy_store.open_assignment("rate", rater_id)["assignment_id"] == current["assignment_id"]
+            assert toy_store.open_assignment("rate", rater_id).assignment_id == current.assignment_id
         if i == 2:
             # digits typed into the reason are text, not shortcuts
             page.get_by_label("Reason (optional)").click()
@@ -176,16 +176,16 @@ def test_ten_votes_by_keyboard_and_mouse_with_a_reload(chromium, server, toy_sto
             page.get_by_role("button", name=LABELS[choice]).click()
     wait_progress(page, 10)
     votes = toy_store.rater_votes("rate", rater_id)
-    assert [v["choice"] for v in votes] == choices
-    assert [v["vote_id"] for v in votes] == [a["assignment_id"] for a in shown]
-    assert [(v["left_key"], v["right_key"]) for v in votes] == [(a["left_key"], a["right_key"])
+    assert [v.choice for v in votes] == choices
+    assert [v.vote_id for v in votes] == [a.assignment_id for a in shown]
+    assert [(v.left_key, v.right_key) for v in votes] == [(a.left_key, a.right_key)
                                                                 for a in shown]
-    assert votes[2]["reason"] == "2 shapes, not 3"
-    assert sum(v["is_repeat"] for v in votes) >= 1  # --repeat-every 4
-    assert all(v["seconds"] is not None and v["seconds"] >= 0 for v in votes)
+    assert votes[2].reason == "2 shapes, not 3"
+    assert sum(v.is_repeat for v in votes) >= 1  # --repeat-every 4
+    assert all(v.seconds is not None and v.seconds >= 0 for v in votes)
     assert len(toy_store.votes("rate")) == 10
     # both sides were used for both models (sides are random per vote)
-    assert len({v["left_model"] for v in votes}) == 2
+    assert len({v.left_model for v in votes}) == 2
     for url in requests:
         assert not [w for w in words if w in url.lower()], url
     page.close()

@@ -1,5 +1,6 @@
 """Pair scheduling: same prompt and sample, no refusals, balance, no repeats, QC, adaptive."""
 
+import dataclasses
 import random
 from collections import Counter
 
@@ -7,11 +8,14 @@ import pytest
 
 from harness.app import pairs
 from harness.app.pairs import Candidate, Item, PairSettings
+from harness.store.rows import GoldPair, Record, Vote
 
 
 def rec(model, prompt, sample, status="ok"):
-    return {"key": f"{model}/{prompt}/{sample}", "model": model, "prompt_id": prompt, "sample": sample,
-            "status": status, "image_sha256": "x" if status == "ok" else None}
+    return Record(key=f"{model}/{prompt}/{sample}", model=model, prompt_id=prompt, sample=sample, seed=0,
+                  request={}, status=status, image_sha256="x" if status == "ok" else None, width=8, height=8,
+                  refusal_reason=None, error=None, latency_s=None, cost_usd=None, provider_request_id=None,
+                  device=None, dtype=None, info={}, attempts=1, created_at="")
 
 
 def grid(models=("a", "b", "c"), prompts=("p", "q"), samples=(0, 1)):
@@ -21,14 +25,14 @@ def grid(models=("a", "b", "c"), prompts=("p", "q"), samples=(0, 1)):
 def vote_on(pick_or_cand, rater="r", choice="left", vote_id=None, **extra):
     left = getattr(pick_or_cand, "left", None) or pick_or_cand.a
     right = getattr(pick_or_cand, "right", None) or pick_or_cand.b
-    return {"vote_id": vote_id or f"v{random.random()}", "rater_id": rater, "prompt_id": left.prompt_id,
-            "left_key": left.key, "right_key": right.key, "left_model": left.model,
-            "right_model": right.model, "choice": choice, "is_repeat": 0, "is_gold": 0, **extra}
+    return Vote(vote_id=vote_id or f"v{random.random()}", run_id="r", rater_id=rater,
+                prompt_id=left.prompt_id, left_key=left.key, right_key=right.key, left_model=left.model,
+                right_model=right.model, choice=choice, **extra)
 
 
 def test_candidates_pair_same_prompt_and_sample_and_skip_refusals():
     records = grid() + [rec("d", "p", 0, "refused"), rec("d", "q", 0, "error"),
-                        {**rec("c", "q", 5), "image_sha256": None}]
+                        dataclasses.replace(rec("c", "q", 5), image_sha256=None)]
     items = pairs.usable_items(records)
     assert all(it.model != "d" for it in items) and all(it.sample != 5 for it in items)
     cands = pairs.candidate_pairs(items)
@@ -57,7 +61,7 @@ def test_a_rater_never_sees_a_pair_twice_and_sides_are_random():
         mine.append(vote_on(pick))
         lefts[pick.left.model < pick.right.model] += 1
     assert len(mine) == len(cands)
-    assert len({pairs.pair_key(v["left_key"], v["right_key"]) for v in mine}) == len(cands)
+    assert len({pairs.pair_key(v.left_key, v.right_key) for v in mine}) == len(cands)
     assert lefts[True] > 0 and lefts[False] > 0
     assert pairs.pairs_left(cands, mine) == 0
 
@@ -70,10 +74,10 @@ def test_balanced_over_model_pairs_and_prompts():
     # 6 model pairs x 3 prompts = 18 pairs; 4 raters x 6 votes = 24 votes
     for i in range(24):
         rater = f"r{i % 4}"
-        mine = [v for v in votes if v["rater_id"] == rater]
+        mine = [v for v in votes if v.rater_id == rater]
         votes.append(vote_on(pairs.next_pick(cands, votes, mine, rng, settings=settings), rater=rater))
-    per_pair = Counter(tuple(sorted((v["left_model"], v["right_model"]))) for v in votes)
-    per_prompt = Counter(v["prompt_id"] for v in votes)
+    per_pair = Counter(tuple(sorted((v.left_model, v.right_model))) for v in votes)
+    per_prompt = Counter(v.prompt_id for v in votes)
     assert len(per_pair) == 6 and max(per_pair.values()) - min(per_pair.values()) <= 1
     assert max(per_prompt.values()) - min(per_prompt.values()) <= 1
 
@@ -86,18 +90,18 @@ def test_repeat_is_due_with_sides_swapped_and_only_once():
     for i in range(12):
         pick = pairs.next_pick(cands, mine, mine, rng, settings=settings)
         picks.append(pick)
-        extra = {"is_repeat": 1, "repeat_of": pick.repeat_of} if pick.kind == "repeat" else {}
+        extra = {"is_repeat": True, "repeat_of": pick.repeat_of} if pick.kind == "repeat" else {}
         mine.append(vote_on(pick, vote_id=f"v{i}", **extra))
     kinds = [p.kind for p in picks]
     assert kinds[:3] == ["pair"] * 3 and kinds[3] == "repeat"
     assert kinds.count("repeat") == 3
-    by_id = {v["vote_id"]: v for v in mine}
+    by_id = {v.vote_id: v for v in mine}
     repeated = [p.repeat_of for p in picks if p.kind == "repeat"]
     assert len(set(repeated)) == 3
     for p in picks:
         if p.kind == "repeat":
             orig = by_id[p.repeat_of]
-            assert (p.left.key, p.right.key) == (orig["right_key"], orig["left_key"])
+            assert (p.left.key, p.right.key) == (orig.right_key, orig.left_key)
             assert int(p.repeat_of[1:]) <= len(mine) - 2  # never right after the original
 
 
@@ -105,19 +109,19 @@ def test_gold_pairs_are_shown_once_each_when_due():
     items = pairs.usable_items(grid())
     cands = pairs.candidate_pairs(items)
     by_key = {it.key: it for it in items}
-    gold = [{"better_key": "a/p/0", "worse_key": "b/p/0"}, {"better_key": "c/q/1", "worse_key": "a/q/1"}]
+    gold = [GoldPair("r", "a/p/0", "b/p/0"), GoldPair("r", "c/q/1", "a/q/1")]
     settings = PairSettings(repeat_every=0, gold_every=2)
     rng = random.Random(3)
     mine = []
     for _ in range(10):
         pick = pairs.next_pick(cands, mine, mine, rng, settings=settings, gold=gold, items=by_key)
         mine.append(vote_on(pick, is_gold=int(pick.kind == "gold")))
-    gold_votes = [v for v in mine if v["is_gold"]]
+    gold_votes = [v for v in mine if v.is_gold]
     assert len(gold_votes) == 2
-    assert {pairs.pair_key(v["left_key"], v["right_key"]) for v in gold_votes} == {
-        pairs.pair_key(g["better_key"], g["worse_key"]) for g in gold}
+    assert {pairs.pair_key(v.left_key, v.right_key) for v in gold_votes} == {
+        pairs.pair_key(g.better_key, g.worse_key) for g in gold}
     # a gold pair is not shown again as a fresh pair
-    assert len({pairs.pair_key(v["left_key"], v["right_key"]) for v in mine}) == len(mine)
+    assert len({pairs.pair_key(v.left_key, v.right_key) for v in mine}) == len(mine)
 
 
 def test_adaptive_favours_the_pair_whose_order_is_uncertain():

@@ -6,15 +6,16 @@ import statistics
 import pytest
 
 from harness.app import qc
+from harness.store.rows import GoldPair, Rater, Vote
 
 
 def v(vid, rater, left, right, choice, seconds=2.0, **extra):
-    return {"vote_id": vid, "rater_id": rater, "left_key": left, "right_key": right,
-            "left_model": "m" + left, "right_model": "m" + right, "choice": choice, "seconds": seconds,
-            "is_repeat": 0, "is_gold": 0, "repeat_of": None, **extra}
+    return Vote(vote_id=vid, run_id="r", rater_id=rater, prompt_id="p", left_key=left, right_key=right,
+                left_model="m" + left, right_model="m" + right, choice=choice, seconds=seconds, **extra)
 
 
-RATERS = [{"rater_id": r, "name": r.upper(), "excluded": int(r == "c")} for r in ("a", "b", "c", "d")]
+RATERS = [Rater(rater_id=r, name=r.upper(), token_sha256="", created_at="", excluded=r == "c", is_admin=False)
+          for r in ("a", "b", "c", "d")]
 
 
 def test_outcome_is_stated_in_images_not_sides():
@@ -44,21 +45,21 @@ def test_agreement_with_the_majority_of_the_others():
 
 
 def test_consistency_compares_a_swapped_repeat_with_its_original():
-    votes = [v("1", "a", "x", "y", "left"), v("2", "a", "y", "x", "right", is_repeat=1, repeat_of="1"),
-             v("3", "b", "x", "y", "left"), v("4", "b", "y", "x", "left", is_repeat=1, repeat_of="3"),
-             v("5", "b", "x", "z", "tie"), v("6", "b", "z", "x", "both_bad", is_repeat=1, repeat_of="5")]
+    votes = [v("1", "a", "x", "y", "left"), v("2", "a", "y", "x", "right", is_repeat=True, repeat_of="1"),
+             v("3", "b", "x", "y", "left"), v("4", "b", "y", "x", "left", is_repeat=True, repeat_of="3"),
+             v("5", "b", "x", "z", "tie"), v("6", "b", "z", "x", "both_bad", is_repeat=True, repeat_of="5")]
     assert qc.consistency(votes) == {"a": (1, 1), "b": (1, 2)}
 
 
 def test_rater_report_figures_and_flags():
-    gold = [{"better_key": "x", "worse_key": "y"}]
+    gold = [GoldPair("r", "x", "y")]
     votes = []
     # a: 12 votes always 'left' quickly (side bias, very fast), alternating sides of the same pair
     for i in range(12):
         left, right = ("x", "y") if i % 2 else ("y", "x")
         votes.append(v(f"a{i}", "a", left, right, "left", seconds=0.5))
-    votes.append(v("g1", "b", "y", "x", "right", seconds=3.0, is_gold=1))
-    votes.append(v("g2", "b", "x", "y", "right", seconds=5.0, is_gold=1))
+    votes.append(v("g1", "b", "y", "x", "right", seconds=3.0, is_gold=True))
+    votes.append(v("g2", "b", "x", "y", "right", seconds=5.0, is_gold=True))
     votes.append(v("b3", "b", "x", "y", "left", seconds=10.0))
     rows = {r["rater"]: r for r in qc.rater_report(votes, RATERS, gold=gold)}
     a = rows["A"]

@@ -33,12 +33,12 @@ def test_refused_outputs_never_shown_and_counted(syn_store):
     svc = RatingService(syn_store, "syn", seed=0, settings=PairSettings(repeat_every=0, gold_every=0))
     gamma = svc.refusals["gamma"]
     assert gamma["refused"] == 2 and gamma["refusal_rate"] == pytest.approx(1 / 3)
-    rid = syn_store.rater_for_token(syn_store.add_rater("ana"))["rater_id"]
+    rid = syn_store.rater_for_token(syn_store.add_rater("ana")).rater_id
     shown_keys = set()
     while (a := svc.current(rid)) is not None:
-        shown_keys |= {a["left_key"], a["right_key"]}
-        assert svc.submit(rid, a["assignment_id"], "tie")
-    refused = {r["key"] for r in syn_store.records("syn", status="refused")}
+        shown_keys |= {a.left_key, a.right_key}
+        assert svc.submit(rid, a.assignment_id, "tie")
+    refused = {r.key for r in syn_store.records("syn", status="refused")}
     assert refused and not (shown_keys & refused)
     # 3 prompts x 2 samples x 3 model pairs, less gamma's p1 pairs (2 model pairs x 2 samples)
     assert svc.progress(rid) == (18 - 4, 0)
@@ -47,31 +47,31 @@ def test_refused_outputs_never_shown_and_counted(syn_store):
 def test_state_lives_in_the_database_so_a_new_session_resumes(syn_store):
     token = syn_store.add_rater("ana")
     svc = RatingService(syn_store, "syn", seed=1)
-    rid = svc.sign_in(token)["rater_id"]
+    rid = svc.sign_in(token).rater_id
     first = svc.current(rid)
     assert svc.current(rid) == first  # a reload shows the same pair, same sides
-    assert svc.submit(rid, first["assignment_id"], "left", reason="  sharper ")
-    assert not svc.submit(rid, first["assignment_id"], "right")  # a double submit counts once
+    assert svc.submit(rid, first.assignment_id, "left", reason="  sharper ")
+    assert not svc.submit(rid, first.assignment_id, "right")  # a double submit counts once
     second = svc.current(rid)
     # another process (a restarted app) with its own service and connection picks up the same pair
     other = RatingService(Store(syn_store.root, create=False), "syn", seed=2)
-    assert other.current(rid)["assignment_id"] == second["assignment_id"]
+    assert other.current(rid).assignment_id == second.assignment_id
     assert other.progress(rid)[0] == 1
     (vote,) = syn_store.votes("syn")
-    assert vote["choice"] == "left" and vote["reason"] == "sharper" and vote["seconds"] >= 0
-    assert (vote["left_key"], vote["right_key"]) == (first["left_key"], first["right_key"])
+    assert vote.choice == "left" and vote.reason == "sharper" and vote.seconds >= 0
+    assert (vote.left_key, vote.right_key) == (first.left_key, first.right_key)
     with pytest.raises(StoreError, match="not shown to you"):
-        bo = syn_store.rater_for_token(syn_store.add_rater("bo"))["rater_id"]
-        svc.submit(bo, second["assignment_id"], "left")
+        bo = syn_store.rater_for_token(syn_store.add_rater("bo")).rater_id
+        svc.submit(bo, second.assignment_id, "left")
     with pytest.raises(ValueError, match="choice"):
-        svc.submit(rid, second["assignment_id"], "middle")
+        svc.submit(rid, second.assignment_id, "middle")
 
 
 def test_shown_images_are_blinded(syn_store):
     svc = RatingService(syn_store, "syn", seed=0)
-    rid = syn_store.rater_for_token(syn_store.add_rater("ana"))["rater_id"]
+    rid = syn_store.rater_for_token(syn_store.add_rater("ana")).rater_id
     shown = svc.shown(svc.current(rid))
-    raw = syn_store.read_image(syn_store.records("syn", status="ok")[0]["image_sha256"])
+    raw = syn_store.read_image(syn_store.records("syn", status="ok")[0].image_sha256)
     assert b"alpha" in raw  # the stored file names its model ...
     for png in (shown.left_png, shown.right_png):  # ... what is sent does not
         assert not any(m.encode() in png for m in ("alpha", "beta", "gamma"))
@@ -80,19 +80,19 @@ def test_shown_images_are_blinded(syn_store):
 
 
 def test_repeats_and_gold_feed_the_admin_report(syn_store):
-    gold_better, gold_worse = [r["key"] for r in syn_store.records("syn", status="ok")
-                               if r["prompt_id"] == "p2" and r["sample"] == 0][:2]
+    gold_better, gold_worse = [r.key for r in syn_store.records("syn", status="ok")
+                               if r.prompt_id == "p2" and r.sample == 0][:2]
     syn_store.add_gold_pair("syn", gold_better, gold_worse, note="obvious")
     svc = RatingService(syn_store, "syn", seed=3, settings=PairSettings(repeat_every=3, repeat_gap=1,
                                                                         gold_every=4))
-    rid = syn_store.rater_for_token(syn_store.add_rater("ana"))["rater_id"]
+    rid = syn_store.rater_for_token(syn_store.add_rater("ana")).rater_id
     kinds = []
     for _ in range(10):
         a = svc.current(rid)
-        kinds.append(a["kind"])
+        kinds.append(a.kind)
         # answer by content: always prefer the image whose key sorts first
-        choice = "left" if a["left_key"] < a["right_key"] else "right"
-        svc.submit(rid, a["assignment_id"], choice)
+        choice = "left" if a.left_key < a.right_key else "right"
+        svc.submit(rid, a.assignment_id, choice)
     assert "repeat" in kinds and "gold" in kinds
     (row,) = [r for r in svc.rater_report() if r["rater"] == "ana"]
     assert row["consistency"] == 1.0 and row["consistency_n"] == kinds.count("repeat")
@@ -104,11 +104,11 @@ def test_repeats_and_gold_feed_the_admin_report(syn_store):
 
 
 def test_two_tabs_share_one_open_pair(syn_store):
-    rid = syn_store.rater_for_token(syn_store.add_rater("ana"))["rater_id"]
+    rid = syn_store.rater_for_token(syn_store.add_rater("ana")).rater_id
     a = RatingService(syn_store, "syn", seed=4)
     b = RatingService(Store(syn_store.root), "syn", seed=5)
     first = a.current(rid)
-    assert b.current(rid)["assignment_id"] == first["assignment_id"]
+    assert b.current(rid).assignment_id == first.assignment_id
     assert counts(syn_store)["rating_assignments"] == 1
 
 
@@ -119,7 +119,7 @@ def test_raters_commands(syn_store, capsys):
     root = f"store.root={syn_store.root}"
     assert cli.main(["raters", "add", "ana", root]) == 0
     token = capsys.readouterr().out.strip().splitlines()[-1]
-    assert syn_store.rater_for_token(token)["name"] == "ana"
+    assert syn_store.rater_for_token(token).name == "ana"
     assert token.encode() not in (syn_store.root / "harness.sqlite").read_bytes()
     assert cli.main(["raters", "add", "ana", root]) == 2
     assert "already exists" in capsys.readouterr().err
@@ -131,7 +131,7 @@ def test_raters_commands(syn_store, capsys):
     assert cli.main(["raters", "exclude", "anna", root]) == 2
     assert "did you mean 'ana'" in capsys.readouterr().err.lower()
     assert cli.main(["raters", "include", "ana", root]) == 0
-    assert not syn_store.rater_by_name("ana")["excluded"]
+    assert not syn_store.rater_by_name("ana").excluded
     assert cli.main(["raters", "gold", "p2", "alpha", "beta", root, "run.name=syn"]) == 0
     assert len(syn_store.gold_pairs("syn")) == 1
     assert cli.main(["raters", "gold", "p1", "gamma", "beta", root, "run.name=syn"]) == 2
@@ -162,16 +162,16 @@ def test_eight_raters_in_threads_through_the_app_logic(syn_store):
     import threading
 
     svc = RatingService(syn_store, "syn", seed=6, settings=PairSettings(repeat_every=4, gold_every=0))
-    raters = [syn_store.rater_for_token(syn_store.add_rater(f"r{i}"))["rater_id"] for i in range(8)]
+    raters = [syn_store.rater_for_token(syn_store.add_rater(f"r{i}")).rater_id for i in range(8)]
     answered: dict[str, list[str]] = {r: [] for r in raters}
     errors = []
 
     def work(rid):
         try:
             while (a := svc.current(rid)) is not None:
-                assert svc.submit(rid, a["assignment_id"], "left")
-                assert not svc.submit(rid, a["assignment_id"], "right")  # a double click
-                answered[rid].append(a["assignment_id"])
+                assert svc.submit(rid, a.assignment_id, "left")
+                assert not svc.submit(rid, a.assignment_id, "right")  # a double click
+                answered[rid].append(a.assignment_id)
         except Exception as e:  # noqa: BLE001 - surfaced by the assert below
             errors.append(e)
 
@@ -182,9 +182,9 @@ def test_eight_raters_in_threads_through_the_app_logic(syn_store):
         t.join()
     assert not errors
     votes = syn_store.votes("syn")
-    assert sorted(v["vote_id"] for v in votes) == sorted(x for ids in answered.values() for x in ids)
-    assert all(v["choice"] == "left" for v in votes)
+    assert sorted(v.vote_id for v in votes) == sorted(x for ids in answered.values() for x in ids)
+    assert all(v.choice == "left" for v in votes)
     for rid in raters:
-        mine = [v for v in votes if v["rater_id"] == rid]
-        fresh = {tuple(sorted((v["left_key"], v["right_key"]))) for v in mine if not v["is_repeat"]}
-        assert len(fresh) == 14 and len(mine) == 14 + sum(v["is_repeat"] for v in mine)
+        mine = [v for v in votes if v.rater_id == rid]
+        fresh = {tuple(sorted((v.left_key, v.right_key))) for v in mine if not v.is_repeat}
+        assert len(fresh) == 14 and len(mine) == 14 + sum(v.is_repeat for v in mine)

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from harness.store import Store
-from harness.testing.fake_providers import FakeProviders
+from harness.testing.fakes import FakeProviders
 
 KEY = "planted-api-key-6f1e9d3c7b5a2048"
 MODELS = ("flux_pro", "replicate_flux_schnell", "fal_flux_dev")
@@ -75,10 +75,10 @@ def test_kill_while_jobs_are_pending_then_resume_pays_nothing_twice(tmp_path):
 
     store = Store(tmp_path / "store", create=False)
     counts = store.unit_counts("api")
-    assert all(counts[m]["ok"] == UNITS for m in MODELS), counts
+    assert all(counts[m].ok == UNITS for m in MODELS), counts
     recs = store.records("api")
-    assert all(r["provider_request_id"] and r["cost_usd"] is not None for r in recs)
-    assert sum(bool(r["info"].get("resumed")) for r in recs) == sum(first_batch.values())
+    assert all(r.provider_request_id and r.cost_usd is not None for r in recs)
+    assert sum(bool(r.info.get("resumed")) for r in recs) == sum(first_batch.values())
     assert store.db.execute("SELECT COUNT(*) FROM submits WHERE state!='done'").fetchone()[0] == 0
     store.close()
 

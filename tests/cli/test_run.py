@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import cli
+from harness import assemble, cli
+from harness.store import Store
 
 SMALL = ["experiment=untrained", "suite.limit=3", "samples=2", "run.name=t"]
 
@@ -23,7 +24,7 @@ def test_run_then_rerun_makes_no_generator_calls(workdir):
     first = run()
     store = first["store"]
     counts = store.unit_counts("t")
-    assert sum(c["ok"] for c in counts.values()) == 2 * 3 * 2
+    assert sum(c.ok for c in counts.values()) == 2 * 3 * 2
     assert first["stats"].calls > 0
     md = (workdir / "reports/toy-shapes/t/leaderboard.md").read_text()
     assert "Untrained models" in md and "†" in md and "colorfulness" in md
@@ -42,9 +43,9 @@ def test_run_then_rerun_makes_no_generator_calls(workdir):
     assert sorted(second["store"].iter_keys_and_hashes()) == before
     # Every record carries the full request and the environment it ran in.
     rec = store.records("t")[0]
-    assert rec["request"]["weights"] and rec["request"]["steps"] and rec["seed"] == rec["request"]["seed"]
-    assert rec["device"] == "cpu" and rec["dtype"] and rec["info"]["versions"]["diffusers"]
-    manifest = store.run("t")["manifest"]
+    assert rec.request["weights"] and rec.request["steps"] and rec.seed == rec.request["seed"]
+    assert rec.device == "cpu" and rec.dtype and rec.info["versions"]["diffusers"]
+    manifest = store.run("t").manifest
     assert manifest["versions"]["torch"] and manifest["config"]["samples"] == 2
     assert (store.root / "runs/t/run.log").read_text().count("plan:") >= 2
 
@@ -53,8 +54,8 @@ def test_stages_alone_read_only_the_store(workdir):
     run(command="generate")
     assert not (workdir / "reports").exists()
     res = run(command="score")
-    scored = [s for s in res["store"].scores("t") if s["metric"] == "colorfulness"]
-    assert len(scored) == 12 and all(s["settings"]["metric"] == "colorfulness" for s in scored)
+    scored = [s for s in res["store"].scores("t") if s.metric == "colorfulness"]
+    assert len(scored) == 12 and all(s.settings["metric"] == "colorfulness" for s in scored)
     run(command="report")
     assert (workdir / "reports/toy-shapes/t/leaderboard.md").exists()
     out = run("export.format=parquet", command="export")["export"]
@@ -132,9 +133,9 @@ def test_missing_optional_dependency_names_the_install_command(tmp_path, monkeyp
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(sys.modules, "openai", None)  # as if not installed
     with pytest.raises(cli.UserError, match=r"pip install 'harness\[api\]'"):
-        cli._instantiate({"_target_": "needs_api.G"})
+        assemble.instantiate({"_target_": "needs_api.G"})
     with pytest.raises(cli.UserError, match="pip install zzz_not_a_package"):
-        cli._instantiate({"_target_": "needs_other.G"})
+        assemble.instantiate({"_target_": "needs_other.G"})
 
 
 def test_multirun_runs_one_job_per_model(tmp_path, model_cache):
@@ -143,8 +144,6 @@ def test_multirun_runs_one_job_per_model(tmp_path, model_cache):
                    env={"HARNESS_STORE": str(tmp_path / "store")})
     assert res.returncode == 0, res.stderr
     assert res.stdout.count("leaderboard:") == 2
-    from harness.store import Store
-
     s = Store(tmp_path / "store", create=False)
     # experiment=smoke names the run, so both jobs share run 'smoke', one model each.
     assert set(s.unit_counts("smoke")) == {"toy_unet", "toy_dit"}
@@ -162,3 +161,19 @@ def test_cost_command_reads_the_store_and_draws_the_plot(workdir):
     row = csv[csv["api"] == "flat"].iloc[0]
     expected = row["seconds_per_image"] * 2.4 / 3600 / 0.5
     assert row["self_hosted_usd_per_image"] == pytest.approx(expected, rel=1e-4)  # csv keeps 6 digits
+
+
+def test_rate_finds_the_run_from_the_store_without_building_models(workdir, monkeypatch):
+    from harness.app.cli import resolve_run
+
+    run(command="generate")
+    # Building a generator may hash weight folders: finding the run to rate must not need one.
+    monkeypatch.setattr(assemble, "build_generators", lambda cfg: pytest.fail("built generators"))
+    store = Store(workdir / "store", create=False)
+    base = ["experiment=untrained", "suite.limit=3"]
+    assert resolve_run(store, assemble.compose([*base, "samples=2"])) == "t"
+    with pytest.raises(cli.UserError, match=r"no run of suite 'toy-shapes' with models toy_dit, "
+                                            r"toy_unet and samples=3.*Runs of suite 'toy-shapes'.*: t;"):
+        resolve_run(store, assemble.compose([*base, "samples=3"]))
+    with pytest.raises(cli.UserError, match="no run of suite 'toy-shapes' with models toy_unet"):
+        resolve_run(store, assemble.compose([*base, "samples=2", "models=[toy_unet]"]))

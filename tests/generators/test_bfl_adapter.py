@@ -1,59 +1,32 @@
 """BFLImages (submit, poll polling_url, download the expiring sample) against the fake, with
 the submit journal in a real store."""
 
-import hashlib
 import json
 import logging
 import socket
 
 import pytest
+from api_helpers import journaled, request_helpers
 
 from harness.errors import ConfigError
 from harness.generators.bfl import BFLImages
-from harness.store import Store
-from harness.store.journal import SubmitJournal
-from harness.testing.fake_providers import FakeProviders, Fault, prompt_png
-from harness.types import GenRequest
+from harness.store.journal import StoreJournal
+from harness.testing.fakes import Fault, prompt_png
 
 KEY = "bfl-planted-key-0c4e8a2f6b19d3"
+KEY_ENV = "BFL_API_KEY"
 SUBMIT = "/v1/flux-pro-1.1"
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture
-def fake(monkeypatch):
-    monkeypatch.setenv("BFL_API_KEY", KEY)
-    with FakeProviders(api_key=KEY) as f:
-        yield f
-
-
 def make(fake, model_id="flux-pro-1.1", extra=None, store=None, **options):
     opts = {"base_url": fake.url, "backoff_s": 0.01, "timeout_s": 5, "poll_interval_s": 0.01} | options
-    g = BFLImages(name="b", label="B", model_id=model_id,
-                  params={"width": 1024, "height": 768, "extra": extra or {}},
-                  options=opts, batch_size=4)
-    if store is not None:
-        g.prepare(store)
-    return g
+    return journaled(BFLImages(name="b", label="B", model_id=model_id,
+                               params={"width": 1024, "height": 768, "extra": extra or {}},
+                               options=opts, batch_size=4), store)
 
 
-def req(gen, prompt="a red cube"):
-    return GenRequest(model=gen.name, generator=gen.kind, model_id=gen.model_id, revision=None,
-                      weights=None, prompt_id=hashlib.sha1(prompt.encode()).hexdigest()[:8],
-                      prompt=prompt, negative_prompt=None, sample=0, seed=99,
-                      width=gen.params["width"], height=gen.params["height"],
-                      params=gen.request_params())
-
-
-def one(gen, prompt="a red cube"):
-    return gen.generate([req(gen, prompt)])[0]
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "store")
-    yield s
-    s.close()
+req, one = request_helpers(seed=99)
 
 
 def test_submit_poll_pending_many_times_then_download(fake, store):
@@ -69,7 +42,7 @@ def test_submit_poll_pending_many_times_then_download(fake, store):
                                      "width": 1024, "height": 768}
     job = next(iter(fake.jobs))
     assert res.provider_request_id == job
-    entry = SubmitJournal(store).get(req(g).key())
+    entry = StoreJournal(store).find(req(g).key())
     assert entry.state == "done" and entry.job_id == job
     assert store.read_image(entry.image_sha256) == res.image
 
@@ -104,7 +77,7 @@ def test_moderation_is_a_refusal_submitted_once(fake, store, outcome, reason):
     res = one(g, "forbidden")
     assert res.status == "refused" and res.refusal_reason == reason and res.image is None
     assert fake.calls["bfl.submit"] == 1
-    assert SubmitJournal(store).get(req(g, "forbidden").key()).state == "done"
+    assert StoreJournal(store).find(req(g, "forbidden").key()).state == "done"
 
 
 def test_error_status_is_an_error_and_forgotten(fake, store):
@@ -112,7 +85,7 @@ def test_error_status_is_an_error_and_forgotten(fake, store):
     g = make(fake, store=store)
     res = one(g, "boom")
     assert res.status == "error" and "'Error'" in res.error
-    assert SubmitJournal(store).get(req(g, "boom").key()) is None  # a new run may try again
+    assert StoreJournal(store).find(req(g, "boom").key()) is None  # a new run may try again
 
 
 def test_expired_sample_url_is_an_error_that_says_so(fake):
@@ -132,7 +105,7 @@ def test_5xx_on_submit_is_an_error_not_resubmitted(fake, store):
     g = make(fake, store=store)
     res = one(g)
     assert res.status == "error" and fake.calls["bfl.submit"] == 1
-    assert SubmitJournal(store).get(req(g).key()) is None  # answered: no job was made
+    assert StoreJournal(store).find(req(g).key()) is None  # answered: no job was made
 
 
 @pytest.mark.parametrize("status", [500, 503])
@@ -147,7 +120,7 @@ def test_deadline_keeps_the_job_and_the_next_run_polls_it(fake, store):
     g = make(fake, store=store, deadline_s=0.2)
     first = one(g)
     assert first.status == "error" and "still Pending" in first.error
-    assert SubmitJournal(store).get(req(g).key()).state == "submitted"
+    assert StoreJournal(store).find(req(g).key()).state == "submitted"
     fake.pending_polls = 0
     for job in fake.jobs.values():
         job.pending_polls = 0
@@ -160,7 +133,7 @@ def test_a_submit_lost_in_flight_is_not_sent_again_unless_asked(fake, store):
     fake.push("bfl.submit", Fault.hang(5))
     g = make(fake, store=store, timeout_s=0.3)
     assert one(g).status == "error"
-    assert SubmitJournal(store).get(req(g).key()).state == "sending"
+    assert StoreJournal(store).find(req(g).key()).state == "sending"
     again = one(make(fake, store=store))
     assert again.status == "error" and "resubmit_unconfirmed" in again.error
     assert fake.calls["bfl.submit"] == 1
@@ -181,12 +154,12 @@ def test_connect_error_proves_nothing_was_sent(store):
                       params={"width": 1024, "height": 768},
                       options={"base_url": f"http://127.0.0.1:{port}", "max_retries": 1,
                                "backoff_s": 0.01})
-        g.prepare(store)
+        g.attach_journal(StoreJournal(store))
         res = one(g)
     finally:
         del os.environ["BFL_API_KEY"]
     assert res.status == "error" and "ConnectError" in res.error
-    assert SubmitJournal(store).get(req(g).key()) is None
+    assert StoreJournal(store).find(req(g).key()) is None
 
 
 def test_polling_url_on_a_foreign_host_gets_no_key(fake):

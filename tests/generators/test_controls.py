@@ -10,7 +10,8 @@ from PIL import Image, ImageDraw
 
 from harness.errors import ConfigError
 from harness.generators import controls as ctl
-from harness.generators.diffusers_local import DiffusersGenerator, folder_fingerprint
+from harness.generators.diffusers_loading import folder_fingerprint
+from harness.generators.diffusers_local import DiffusersGenerator
 from harness.generators.tiny import (
     build_tiny_controlnet,
     build_tiny_ip_adapter,
@@ -215,12 +216,12 @@ def test_ip_adapter_scale_and_unload(gen, inputs):
     plain = gen.generate([req(4)])[0]
     zero, one = gen.generate([req(4, [c("reference_image", inputs["ref"], scale=0.0)]),
                               req(4, [c("reference_image", inputs["ref"], scale=1.0)])])
-    assert gen._ip_loaded and gen._pipe.image_encoder is not None
+    assert gen._adapters.ip_loaded and gen._pipe.image_encoder is not None
     assert np.abs(pixels(zero.image) - pixels(plain.image)).max() <= 1
     assert mad(one.image, zero.image) > 2
     # A prompt without a reference image after it: the adapter is unloaded, nothing lingers.
     again = gen.generate([req(4)])[0]
-    assert not gen._ip_loaded and again.image == plain.image
+    assert not gen._adapters.ip_loaded and again.image == plain.image
 
 
 def test_ip_adapter_batches_only_requests_sharing_a_reference(gen, inputs):
@@ -321,7 +322,7 @@ def test_out_of_memory_halves_the_batch(gen, monkeypatch):
     def run(self, reqs):
         sizes.append(len(reqs))
         if len(reqs) > 2:
-            raise dl._OutOfMemory("OutOfMemoryError: CUDA out of memory")
+            raise dl.OutOfMemory("OutOfMemoryError: CUDA out of memory")
         return real(self, reqs)
 
     monkeypatch.setattr(dl.DiffusersGenerator, "_run", run)
@@ -332,6 +333,6 @@ def test_out_of_memory_halves_the_batch(gen, monkeypatch):
     assert [r.info["oom_retries"] for r in res] == [2, 2, 2, 1, 1]
     one = dl.DiffusersGenerator._run_halving.__get__(gen)
     monkeypatch.setattr(dl.DiffusersGenerator, "_run",
-                        lambda self, reqs: (_ for _ in ()).throw(dl._OutOfMemory("OOM")))
+                        lambda self, reqs: (_ for _ in ()).throw(dl.OutOfMemory("OOM")))
     r = one([req(1)])[0]
     assert r.status == "error" and "batch 1" in r.error

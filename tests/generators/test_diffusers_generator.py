@@ -14,9 +14,10 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from harness.config import ModelConfig, _check
+from harness.config import ModelConfig, check_section
 from harness.errors import ConfigError
-from harness.generators.diffusers_local import DiffusersGenerator, folder_fingerprint
+from harness.generators.diffusers_loading import folder_fingerprint
+from harness.generators.diffusers_local import DiffusersGenerator
 from harness.types import GenRequest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -245,7 +246,7 @@ def test_model_configs(stem, arch, tmp_path):
 
     path = MODELS_CONF / f"{stem}.yaml"
     assert path.read_text().splitlines()[0] == f"# @package models.{stem}"
-    cfg = _check(ModelConfig, OmegaConf.load(path), f"models.{stem}")
+    cfg = check_section(ModelConfig, OmegaConf.load(path), f"models.{stem}")
     assert cfg.untrained and cfg.options.build.arch == arch and cfg.family == arch
     g = instantiate(cfg, name=stem, _convert_="all")
     assert isinstance(g, DiffusersGenerator) and g.batch_size == 8

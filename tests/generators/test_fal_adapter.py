@@ -1,58 +1,30 @@
 """FalImages (queue: submit, status_url, response_url) against the fake."""
 
-import hashlib
 import json
 import logging
 
 import pytest
+from api_helpers import journaled, request_helpers
 
 from harness.errors import ConfigError
 from harness.generators.fal import FalImages
-from harness.store import Store
-from harness.store.journal import SubmitJournal
-from harness.testing.fake_providers import FakeProviders, Fault, prompt_png
-from harness.types import GenRequest
+from harness.store.journal import StoreJournal
+from harness.testing.fakes import Fault, prompt_png
 
 KEY = "fal-planted-key:3c5e7a9b1d2f4e6a"
+KEY_ENV = "FAL_KEY"
 APP = "fal-ai/flux/dev"
-
-
-@pytest.fixture
-def fake(monkeypatch):
-    monkeypatch.setenv("FAL_KEY", KEY)
-    with FakeProviders(api_key=KEY) as f:
-        yield f
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "store")
-    yield s
-    s.close()
 
 
 def make(fake, model_id=APP, extra=None, store=None, **options):
     opts = {"base_url": fake.url + "/fal", "backoff_s": 0.01, "timeout_s": 5,
             "poll_interval_s": 0.01} | options
-    g = FalImages(name="f", label="F", model_id=model_id,
-                  params={"width": 1024, "height": 1024, "steps": 28, "guidance": 3.5,
-                          "extra": extra or {}}, options=opts, batch_size=4)
-    if store is not None:
-        g.prepare(store)
-    return g
+    return journaled(FalImages(name="f", label="F", model_id=model_id,
+                               params={"width": 1024, "height": 1024, "steps": 28, "guidance": 3.5,
+                                       "extra": extra or {}}, options=opts, batch_size=4), store)
 
 
-def req(gen, prompt="a red cube"):
-    return GenRequest(model=gen.name, generator=gen.kind, model_id=gen.model_id, revision=None,
-                      weights=None, prompt_id=hashlib.sha1(prompt.encode()).hexdigest()[:8],
-                      prompt=prompt, negative_prompt=None, sample=0, seed=5,
-                      width=gen.params["width"], height=gen.params["height"],
-                      steps=gen.params["steps"], guidance=gen.params["guidance"],
-                      params=gen.request_params())
-
-
-def one(gen, prompt="a red cube"):
-    return gen.generate([req(gen, prompt)])[0]
+req, one = request_helpers(seed=5)
 
 
 def test_queue_submit_status_result_download(fake, store):
@@ -68,7 +40,7 @@ def test_queue_submit_status_result_download(fake, store):
         "prompt": "a red cube", "seed": 5, "num_images": 1,
         "image_size": {"width": 1024, "height": 1024}, "output_format": "png",
         "enable_safety_checker": True, "num_inference_steps": 28, "guidance_scale": 3.5}
-    e = SubmitJournal(store).get(req(g).key())
+    e = StoreJournal(store).find(req(g).key())
     assert e.state == "done" and e.poll_url.endswith("/status") and e.result_url
     file_req = [r for r in fake.requests if r.route == "fal.file"][0]
     assert "authorization" not in file_req.headers
@@ -97,7 +69,7 @@ def test_failed_request_is_an_error_and_forgotten(fake, store):
     g = make(fake, store=store)
     res = one(g, "boom")
     assert res.status == "error" and "Generation failed" in res.error
-    assert SubmitJournal(store).get(req(g, "boom").key()) is None
+    assert StoreJournal(store).find(req(g, "boom").key()) is None
 
 
 def test_expired_image_url(fake):

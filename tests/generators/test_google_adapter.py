@@ -1,33 +1,26 @@
 """GoogleImages (Imagen :predict, Gemini :generateContent) against the fake on 127.0.0.1."""
 
 import email.utils
-import hashlib
 import io
 import json
 import logging
 import time
 
 import pytest
+from api_helpers import request_helpers
 from PIL import Image
 
 from harness.errors import ConfigError
 from harness.generators.google import GoogleImages
-from harness.testing.fake_providers import FakeProviders, Fault, prompt_png
-from harness.types import GenRequest
+from harness.testing.fakes import Fault, prompt_png
 
 KEY = "AIzaPlantedGoogleTestKey-93f1c0d2"
+KEY_ENV = "GEMINI_API_KEY"
 IMAGEN = "imagen-4.0-generate-001"
 GEMINI = "gemini-2.5-flash-image"
 PREDICT = f"/v1beta/models/{IMAGEN}:predict"
 CONTENT = f"/v1beta/models/{GEMINI}:generateContent"
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture
-def fake(monkeypatch):
-    monkeypatch.setenv("GEMINI_API_KEY", KEY)
-    with FakeProviders(api_key=KEY) as f:
-        yield f
 
 
 def make(fake, model_id=IMAGEN, width=1024, height=1024, extra=None, **options):
@@ -37,16 +30,7 @@ def make(fake, model_id=IMAGEN, width=1024, height=1024, extra=None, **options):
                         options=opts, batch_size=4)
 
 
-def req(gen, prompt="a red cube", sample=0):
-    return GenRequest(model=gen.name, generator=gen.kind, model_id=gen.model_id, revision=None,
-                      weights=None, prompt_id=hashlib.sha1(prompt.encode()).hexdigest()[:8],
-                      prompt=prompt, negative_prompt=None, sample=sample, seed=7,
-                      width=gen.params["width"], height=gen.params["height"],
-                      params=gen.request_params())
-
-
-def one(gen, prompt="a red cube"):
-    return gen.generate([req(gen, prompt)])[0]
+req, one = request_helpers(seed=7)
 
 
 def test_imagen_wire_shape_png_cost_and_key_header(fake):
@@ -230,22 +214,19 @@ def test_google_genai_sdk_parses_the_fake(fake):
     assert r.generated_images[0].rai_filtered_reason.startswith("Your current safety filter")
 
 
-def test_results_are_journaled_at_once_so_a_killed_batch_is_not_paid_again(fake, tmp_path):
-    from harness.store import Store
-    from harness.store.journal import SubmitJournal
+def test_results_are_journaled_at_once_so_a_killed_batch_is_not_paid_again(fake, store):
+    from harness.store.journal import StoreJournal
 
-    store = Store(tmp_path / "store")
     fake.set_outcome("forbidden", "moderated")
     g = make(fake)
-    g.prepare(store)
+    g.attach_journal(StoreJournal(store))
     first = g.generate([req(g), req(g, "forbidden")])
     assert fake.calls["google.predict"] == 2
     # A run killed before the runner stored these records: the next one reuses them.
     g2 = make(fake)
-    g2.prepare(store)
+    g2.attach_journal(StoreJournal(store))
     again = g2.generate([req(g2), req(g2, "forbidden")])
     assert fake.calls["google.predict"] == 2
     assert again[0].image == first[0].image and again[0].info["from_journal"]
     assert again[1].status == "refused" and again[1].refusal_reason == "RAI_FILTERED"
-    assert SubmitJournal(store).get(req(g).key()).state == "done"
-    store.close()
+    assert StoreJournal(store).find(req(g).key()).state == "done"

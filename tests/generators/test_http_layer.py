@@ -8,17 +8,11 @@ import time
 import pytest
 
 from harness.generators.http import HTTPClient, ProviderError, parse_retry_after, run_sync, scrub
-from harness.testing.fake_providers import FakeProviders, Fault
+from harness.testing.fakes import Fault
 
 KEY = "sk-http-layer-secret-0123456789"
 GEN = "/v1/images/generations"
 BODY = {"model": "gpt-image-1", "prompt": "a red cube", "size": "1024x1024", "quality": "low"}
-
-
-@pytest.fixture
-def fake():
-    with FakeProviders(api_key=KEY) as f:
-        yield f
 
 
 def client(fake, **kw):

@@ -9,7 +9,7 @@ from PIL import Image
 from harness import cli
 from harness.errors import ConfigError
 from harness.generators.imported import ImportedImages, read_manifest
-from harness.testing.fake_providers import prompt_image
+from harness.testing.fakes import prompt_image
 from harness.types import GenRequest, WorkUnit
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -45,7 +45,7 @@ CSV = "prompt_id,sample,file,job_id\np1,0,a.png,mj-123\np1,1,b.jpg,\np2,0,a.png,
 
 def test_csv_manifest_images_become_png_with_extra_columns(tmp_path):
     g = make(write(tmp_path / "imp", "manifest.csv", CSV))
-    g.prepare(None, units("p1", "p2"))
+    g.check_plan(units("p1", "p2"))
     out = g.generate([req("p1"), req("p1", 1), req("p2"), req("p3")])
     assert [r.status for r in out] == ["ok", "ok", "ok", "error"]
     assert out[0].image == prompt_image("a.png") and out[0].info["job_id"] == "mj-123"
@@ -91,8 +91,8 @@ def test_unknown_prompt_id_is_named_with_a_suggestion(tmp_path):
     g = make(folder)
     with pytest.raises(ConfigError, match=r"manifest.csv:3: prompt id 'shape-cirle' is not in the "
                                           r"suite. Did you mean 'shape-circle'.*unknown_prompts=ignore"):
-        g.prepare(None, units("shape-circle", "shape-square"))
-    make(folder, unknown_prompts="ignore").prepare(None, units("shape-circle"))
+        g.check_plan(units("shape-circle", "shape-square"))
+    make(folder, unknown_prompts="ignore").check_plan(units("shape-circle"))
 
 
 def test_missing_manifest_says_what_to_do(tmp_path):
@@ -112,9 +112,9 @@ def test_end_to_end_generate_and_report_from_a_folder(tmp_path, monkeypatch, mod
                  "run.name=imp"]
     out = cli.dispatch(cli.compose(overrides))
     counts = out["store"].unit_counts("imp")
-    assert counts["imported"]["ok"] == 2
+    assert counts["imported"].ok == 2
     records = out["store"].records("imp")
-    assert {r["info"]["source_file"].rsplit("/", 1)[-1] for r in records} == {"a.png", "b.jpg"}
+    assert {r.info["source_file"].rsplit("/", 1)[-1] for r in records} == {"a.png", "b.jpg"}
     # A third prompt is pending, so the manifest is read and checked before anything is stored.
     bad = ["models.imported.options.manifest=bad.csv", "suite=toy-shapes", "suite.limit=3", *overrides[3:-1],
            "run.name=imp2"]

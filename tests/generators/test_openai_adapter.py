@@ -9,24 +9,18 @@ import logging
 from pathlib import Path
 
 import pytest
+from api_helpers import request_helpers
 from PIL import Image
 
 from harness import cli
 from harness.errors import ConfigError
 from harness.generators.openai_images import OpenAIImages
-from harness.testing.fake_providers import FakeProviders, Fault
-from harness.types import GenRequest
+from harness.testing.fakes import Fault
 
 KEY = "sk-planted-test-key-7f3a9c2e5b1d"
+KEY_ENV = "OPENAI_API_KEY"
 GEN = "/v1/images/generations"
 EDIT = "/v1/images/edits"
-
-
-@pytest.fixture
-def fake(monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    with FakeProviders(api_key=KEY) as f:
-        yield f
 
 
 def make(fake, model_id="gpt-image-1", width=1024, height=1024, quality="medium", **options):
@@ -36,16 +30,7 @@ def make(fake, model_id="gpt-image-1", width=1024, height=1024, quality="medium"
                         options=opts, batch_size=4)
 
 
-def req(gen, prompt="a red cube", controls=()):
-    return GenRequest(model=gen.name, generator=gen.kind, model_id=gen.model_id, revision=None,
-                      weights=None, prompt_id=hashlib.sha1(prompt.encode()).hexdigest()[:8],
-                      prompt=prompt, negative_prompt=None, sample=0, seed=0,
-                      width=gen.params["width"], height=gen.params["height"],
-                      params=gen.request_params(), controls=tuple(controls))
-
-
-def one(gen, prompt="a red cube", **kw):
-    return gen.generate([req(gen, prompt, **kw)])[0]
+req, one = request_helpers(seed=0)
 
 
 def test_happy_path_png_request_id_cost(fake):
@@ -68,7 +53,7 @@ def test_batch_runs_concurrently_and_in_order(fake):
     prompts = [f"prompt {i}" for i in range(4)]
     out = g.generate([req(g, p) for p in prompts])
     assert [r.status for r in out] == ["ok"] * 4
-    from harness.testing.fake_providers import prompt_png
+    from harness.testing.fakes import prompt_png
     assert [r.image for r in out] == [prompt_png(p) for p in prompts]
 
 
@@ -215,6 +200,28 @@ def test_key_never_leaks_into_repr_describe_results_or_logs(fake, caplog):
     g.close()
     assert KEY not in repr(vars(g))
 
+
+def test_paid_answers_are_journaled_at_once_so_a_killed_batch_is_not_paid_again(fake, store):
+    from harness.store.journal import StoreJournal
+
+    fake.push_for_prompt("forbidden", Fault.moderation())
+    fake.push(GEN, Fault.server_error(503))  # the first request: an error, not journaled
+    g = make(fake)
+    g.attach_journal(StoreJournal(store))
+    first = g.generate([req(g, "x"), req(g, "a red cube"), req(g, "forbidden")])
+    assert [r.status for r in first] == ["error", "ok", "refused"] and fake.calls[GEN] == 3
+    journal = StoreJournal(store)
+    assert journal.find(req(g, "x").key()) is None  # a later run may send it again
+    entry = journal.find(req(g, "a red cube").key())
+    assert entry.state == "done" and entry.provider == "openai" and journal.image(entry) == first[1].image
+    assert entry.outcome["cost_usd"] == pytest.approx(0.042)
+    # A run killed before the runner stored these records: the next one reuses them.
+    g2 = make(fake)
+    g2.attach_journal(StoreJournal(store))
+    again = g2.generate([req(g2, "a red cube"), req(g2, "forbidden")])
+    assert fake.calls[GEN] == 3
+    assert again[0].image == first[1].image and again[0].info["from_journal"]
+    assert again[1].status == "refused" and again[1].refusal_reason == "moderation_blocked"
 
 def _all_bytes(folder: Path) -> list[tuple[Path, bytes]]:
     return [(p, p.read_bytes()) for p in folder.rglob("*") if p.is_file()]

@@ -1,58 +1,31 @@
 """ReplicateImages (predictions: submit, poll urls.get, download) against the fake."""
 
-import hashlib
 import json
 import logging
 
 import pytest
+from api_helpers import journaled, request_helpers
 
 from harness.errors import ConfigError
 from harness.generators.replicate import ReplicateImages
-from harness.store import Store
-from harness.store.journal import SubmitJournal
-from harness.testing.fake_providers import FakeProviders, Fault, prompt_png
-from harness.types import GenRequest
+from harness.store.journal import StoreJournal
+from harness.testing.fakes import Fault, prompt_png
 
 KEY = "r8_PlantedReplicateToken7d2e4f6a8b"
+KEY_ENV = "REPLICATE_API_TOKEN"
 MODEL = "black-forest-labs/flux-schnell"
 VERSION = "5f24084160c9089501c1b3545d9be3c27883ae2239b6f412990e82d4a6210f8f"
-
-
-@pytest.fixture
-def fake(monkeypatch):
-    monkeypatch.setenv("REPLICATE_API_TOKEN", KEY)
-    with FakeProviders(api_key=KEY) as f:
-        yield f
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "store")
-    yield s
-    s.close()
 
 
 def make(fake, model_id=MODEL, revision=None, extra=None, store=None, **options):
     opts = {"base_url": fake.url + "/v1", "backoff_s": 0.01, "timeout_s": 5,
             "poll_interval_s": 0.01} | options
-    g = ReplicateImages(name="r", label="R", model_id=model_id, revision=revision,
-                        params={"width": 1024, "height": 576, "extra": extra or {}},
-                        options=opts, batch_size=4)
-    if store is not None:
-        g.prepare(store)
-    return g
+    return journaled(ReplicateImages(name="r", label="R", model_id=model_id, revision=revision,
+                                     params={"width": 1024, "height": 576, "extra": extra or {}},
+                                     options=opts, batch_size=4), store)
 
 
-def req(gen, prompt="a red cube"):
-    return GenRequest(model=gen.name, generator=gen.kind, model_id=gen.model_id,
-                      revision=gen.revision, weights=None,
-                      prompt_id=hashlib.sha1(prompt.encode()).hexdigest()[:8], prompt=prompt,
-                      negative_prompt=None, sample=0, seed=31, width=gen.params["width"],
-                      height=gen.params["height"], params=gen.request_params())
-
-
-def one(gen, prompt="a red cube"):
-    return gen.generate([req(gen, prompt)])[0]
+req, one = request_helpers(seed=31)
 
 
 def test_official_model_submit_poll_download(fake, store):
@@ -67,7 +40,7 @@ def test_official_model_submit_poll_download(fake, store):
                                                "output_format": "png", "aspect_ratio": "16:9",
                                                "num_inference_steps": 4}}
     assert "prefer" not in fake.requests[0].headers
-    assert SubmitJournal(store).get(req(g).key()).state == "done"
+    assert StoreJournal(store).find(req(g).key()).state == "done"
     file_req = [r for r in fake.requests if r.route == "replicate.file"][0]
     assert "authorization" not in file_req.headers
 
@@ -109,7 +82,7 @@ def test_failed_and_canceled_are_errors(fake, store, outcome, word):
     g = make(fake, store=store)
     res = one(g, "x")
     assert res.status == "error" and word in res.error
-    assert SubmitJournal(store).get(req(g, "x").key()) is None
+    assert StoreJournal(store).find(req(g, "x").key()) is None
 
 
 def test_expired_output_url_is_an_error(fake):

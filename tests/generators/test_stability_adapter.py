@@ -1,29 +1,22 @@
 """StabilityImages (v2beta stable-image generate, multipart) against the fake on 127.0.0.1."""
 
-import hashlib
 import io
 import json
 import logging
 
 import pytest
+from api_helpers import request_helpers
 from PIL import Image
 
 from harness.errors import ConfigError
 from harness.generators.stability import StabilityImages
-from harness.testing.fake_providers import FakeProviders, Fault, prompt_png
-from harness.types import GenRequest
+from harness.testing.fakes import Fault, prompt_png
 
 KEY = "sk-stability-planted-key-5a7c9e1b3d"
+KEY_ENV = "STABILITY_API_KEY"
 CORE = "/v2beta/stable-image/generate/core"
 SD3 = "/v2beta/stable-image/generate/sd3"
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture
-def fake(monkeypatch):
-    monkeypatch.setenv("STABILITY_API_KEY", KEY)
-    with FakeProviders(api_key=KEY) as f:
-        yield f
 
 
 def make(fake, model_id="stable-image-core", width=1024, height=1024, extra=None, **options):
@@ -33,21 +26,12 @@ def make(fake, model_id="stable-image-core", width=1024, height=1024, extra=None
                            options=opts, batch_size=4)
 
 
-def req(gen, prompt="a red cube", negative=None, guidance=None):
-    return GenRequest(model=gen.name, generator=gen.kind, model_id=gen.model_id, revision=None,
-                      weights=None, prompt_id=hashlib.sha1(prompt.encode()).hexdigest()[:8],
-                      prompt=prompt, negative_prompt=negative, sample=0, seed=123456,
-                      width=gen.params["width"], height=gen.params["height"], guidance=guidance,
-                      params=gen.request_params())
-
-
-def one(gen, prompt="a red cube", **kw):
-    return gen.generate([req(gen, prompt, **kw)])[0]
+req, one = request_helpers(seed=123456)
 
 
 @pytest.mark.parametrize("response", ["image", "json"])
 def test_multipart_form_seed_and_png(fake, response):
-    res = one(make(fake, response=response), negative="blurry")
+    res = one(make(fake, response=response), negative_prompt="blurry")
     assert res.status == "ok", res.error
     assert res.image == prompt_png("a red cube") and res.info["seed"] == 123456
     assert res.cost_usd == pytest.approx(0.03) and res.provider_request_id.startswith("req_")

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.generators.diffusers_local import folder_fingerprint
+from harness.generators.diffusers_loading import folder_fingerprint
 from harness.generators.tiny import (
     ARCHS,
     IP_ADAPTER_WEIGHTS,

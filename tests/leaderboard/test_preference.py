@@ -360,12 +360,12 @@ def test_position_bias_p_value_matches_scipy(k, n):
 
 
 def test_components_of_the_win_graph():
-    from harness.leaderboard.preference import _connected
+    from harness.leaderboard.preference import connected_components
 
     w = np.zeros((5, 5))
     w[0, 1] = w[1, 2] = w[2, 0] = 1  # a 3-cycle: strongly connected
     w[3, 4] = 1  # 3 beats 4 only, and no link to the cycle
-    k, labels = _connected(w, strong=False)
+    k, labels = connected_components(w, strong=False)
     assert k == 2 and len(set(labels[:3])) == 1 and labels[3] == labels[4] != labels[0]
-    k, labels = _connected(w, strong=True)
+    k, labels = connected_components(w, strong=True)
     assert k == 3 and labels[3] != labels[4]

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from harness.errors import ConfigError
-from harness.leaderboard.render import _fid_note
+from harness.leaderboard.render import set_metric_notes
 from harness.leaderboard.table import Leaderboard
-from harness.metrics.base import ScoreInput
+from harness.metrics.base import ScoreInput, reading_notes
 from harness.metrics.features import FeatureError, FeatureExtractor
 from harness.metrics.fid import (
     FID,
@@ -25,6 +25,7 @@ from harness.metrics.fid import (
     trace_sqrt_product,
     trace_sqrt_product_eigvals,
 )
+from harness.store.rows import Run
 
 scipy_linalg = pytest.importorskip("scipy.linalg")
 
@@ -370,15 +371,16 @@ def test_score_stage_paths_and_corrupt_files_among_them(tmp_path):
 def test_report_note_warns_on_small_n_and_shows_kid():
     settings = FID(name="fid").describe()
     lb = Leaderboard(
-        run={"suite": "s", "run_id": "r", "manifest": {}},
+        run=Run(run_id="r", suite="s", created_at="", updated_at="", status="scored", manifest={}),
         models=pd.DataFrame([{"model": "a", "label": "A", "fid.fid": 12.5, "fid.fid_n": 48,
                               "fid.kid": 0.0123, "fid.kid_n": 48},
                              {"model": "b", "label": "B", "fid.fid": float("nan"), "fid.fid_n": 48,
                               "fid.kid": float("nan"), "fid.kid_n": 48}]),
         by_tag=pd.DataFrame(),
         metrics={"fid.fid": {"settings": settings, "per": "set"},
-                 "fid.kid": {"settings": settings, "per": "set"}})
-    text = str(_fid_note(lb, ["fid.fid", "fid.kid"]))  # blocks: (kind, text or [(level, text)])
+                 "fid.kid": {"settings": settings, "per": "set"}},
+        reading=dict.fromkeys(["fid.fid", "fid.kid"], reading_notes(settings)))  # the metric's own notes
+    text = str(set_metric_notes(lb, ["fid.fid", "fid.kid"]))  # blocks: (kind, text or [(level, text)])
     assert "not comparable to published FID" in text
     assert "A: FID rests on N=48 images (< 2,000)" in text and "KID = 0.0123" in text
     assert "B: no value (skipped" in text

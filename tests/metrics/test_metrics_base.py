@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from harness.errors import ConfigError
-from harness.leaderboard.table import mean_ci
-from harness.metrics.base import ScoreInput
+from harness.leaderboard.stats import mean_ci
+from harness.metrics.base import Metric, ScoreInput
 from harness.metrics.colorfulness import Colorfulness, colorfulness
 
 
@@ -51,3 +51,41 @@ def test_mean_ci_bootstrap_brackets_the_mean():
     assert m == 2.5 and 1.0 <= lo < 2.5 < hi <= 4.0
     assert math.isnan(mean_ci(np.array([]), 0.95)[0])
     assert math.isnan(mean_ci(np.array([1.0]), 0.95)[1])
+
+
+def test_reading_notes_are_stored_in_describe_and_never_change_the_hash():
+    from harness.metrics.base import NOTES_KEY, ReadingNotes, reading_notes, without_notes
+    from harness.types import canonical_json, sha256_hex
+
+    m = Colorfulness(name="colorfulness")
+    d = m.describe()
+    assert "82+ highly colourful" in reading_notes(d).line()
+    assert without_notes(d) == m.identity()
+    # the hash is the one stores written before metrics carried notes hold: nothing is re-scored
+    assert m.settings_hash() == sha256_hex(canonical_json(m.identity()))[:16] == "5e01a8440ba513c5"
+
+    class Reworded(Colorfulness):
+        def how_to_read(self, identity):
+            return ReadingNotes(lines={"": "other words"})
+
+    r = Reworded(name="colorfulness")
+    assert reading_notes(r.describe()).line() == "other words" and r.settings_hash() == m.settings_hash()
+    # a metric with nothing to say stores no notes; stored settings without them read as none
+    assert NOTES_KEY not in Metric(name="plain").describe()
+    assert reading_notes({"metric": "x"}) == ReadingNotes()
+
+
+def test_ocr_and_clip_score_notes_read_their_settings():
+    from harness.metrics.base import reading_notes
+    from harness.metrics.clip_score import ClipScore
+    from harness.metrics.ocr import OCRScore
+
+    notes = reading_notes(OCRScore(name="ocr", settings={"casefold": False}).describe())
+    assert set(notes.lines) == set(OCRScore.outputs)
+    cer = notes.line("cer")
+    assert cer.startswith("character error rate") and "(0 = perfect; can exceed 1)" in cer
+    assert "upscaling to 512 px, normalised: collapse_whitespace, strip_punctuation;" in notes.line("exact")
+    line = reading_notes(ClipScore(name="clip", settings={"scale": 2.5}).describe()).line()
+    # weights ids are cut to 23 characters (a sha256 id keeps its first 16 hex digits)
+    assert line.startswith("2.5 x max(cos, 0) of image and prompt embeddings "
+                           "(ViT-L-14, open_clip:ViT-L-14/open)")

@@ -107,7 +107,7 @@ def test_none_values_are_excluded_and_counted(store):
     lb = build_leaderboard(store, "r1")
     t = lb.models.set_index("model")
     assert t.loc["m1", "fake.hit_n"] == 4 and t.loc["m2", "fake.err_n"] == 4  # 6 images, 2 skipped
-    vals = [s["value"] for s in store.scores("r1") if s["model"] == "m1" and s["metric"] == "fake.hit"]
+    vals = [s.value for s in store.scores("r1") if s.model == "m1" and s.metric == "fake.hit"]
     assert vals.count(None) == 2
     assert t.loc["m1", "fake.hit"] == pytest.approx(np.mean([v for v in vals if v is not None]))
     assert t.loc["m1", "fake.hit_lo"] <= t.loc["m1", "fake.hit"] <= t.loc["m1", "fake.hit_hi"]

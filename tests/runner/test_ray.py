@@ -2,7 +2,10 @@
 killed mid-batch loses and duplicates nothing. Also the SLURM sweep preset (hydra/launcher=slurm)
 and a sweep through submitit's local mode."""
 
+import contextlib
+import dataclasses
 import io
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +22,8 @@ from harness.runner.local import LocalExecutor
 from harness.runner.plan import plan_units
 from harness.runner.ray_executor import RayExecutor
 from harness.store import Store
+from harness.store.journal import StoreJournal
+from harness.store.rows import UnitCounts
 from harness.types import GenResult, Prompt, Suite
 
 SMALL = ["experiment=untrained", "suite.limit=4", "samples=2", "progress=false", "run.name=r",
@@ -88,7 +93,7 @@ def test_ray_store_equals_local_store(ray, tmp_path, model_cache):
     assert sorted(remote["store"].iter_keys_and_hashes()) == want
     assert remote["stats"].calls == local["stats"].calls
     counts = remote["store"].unit_counts("r")
-    assert all(c["ok"] == 8 and c["pending"] == 0 for c in counts.values())
+    assert all(c.ok == 8 and c.pending == 0 for c in counts.values())
     again = _run(tmp_path / "ray", *RAY)  # everything stored: no worker is even started
     assert again["stats"].calls == 0
 
@@ -200,14 +205,14 @@ def test_sweep_runs_one_job_per_model_in_submitit_local_mode(tmp_path, model_cac
     assert out.returncode == 0, out.stderr[-3000:]
     for model in ("toy_unet", "toy_dit"):
         store = Store(tmp_path / "stores" / model, create=False)
-        counts = store.unit_counts(store.runs()[0]["run_id"])
-        assert counts == {model: {"planned": 2, "ok": 2, "refused": 0, "error": 0, "pending": 0}}
+        counts = store.unit_counts(store.runs()[0].run_id)
+        assert counts == {model: UnitCounts(planned=2, ok=2, refused=0, error=0, pending=0)}
     jobs = [d for d in (tmp_path / "sweep" / ".submitit").iterdir() if d.name.isdigit()]
     assert len(jobs) == 2  # one job per model
 
 
 def test_api_units_run_as_tasks_under_the_providers_shared_concurrency(ray, tmp_path, monkeypatch):
-    from harness.testing.fake_providers import FakeProviders
+    from harness.testing.fakes import FakeProviders
 
     key = "planted-bfl-key-5b7d1e"
     monkeypatch.setenv("BFL_API_KEY", key)
@@ -221,8 +226,91 @@ def test_api_units_run_as_tasks_under_the_providers_shared_concurrency(ray, tmp_
             "executor.options.env_vars=[HARNESS_*,BFL_API_KEY]"]))
         peak = fake.in_flight_stats()["max"]
         submits = fake.calls["bfl.submit"]
-    assert res["store"].unit_counts("api")["flux_pro"]["ok"] == 8
+    assert res["store"].unit_counts("api")["flux_pro"].ok == 8
     assert submits == 8  # each unit paid for once
     assert peak <= 2  # concurrency=2 holds across all tasks, not per task
     journal = res["store"].db.execute("SELECT COUNT(*) FROM submits").fetchone()[0]
     assert journal == 8  # the tasks journaled their jobs in the driver's store
+
+
+def _seed_png(seed: int) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4), (seed % 256, 7, 9)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+class JournalProbe(Generator):
+    """API-shaped (a base URL, a concurrency): journals each unit like a one-call adapter and
+    notes, from inside its Ray task, what it saw in the driver's store right after recording."""
+
+    kind = "probe"
+    runs_on_driver = True
+
+    @dataclasses.dataclass
+    class Options:
+        base_url: str = "http://probe.invalid"
+        concurrency: int = 2
+        db: str = ""
+        marks: str = ""
+
+    journal = None
+
+    def attach_journal(self, journal):
+        self.journal = journal
+
+    def _generate(self, requests):
+        import sqlite3
+
+        out = []
+        for r in requests:
+            key, j = r.key(), self.journal
+            before = j.find(key)
+            seen = None
+            if before is None:
+                j.record_sending(key, "probe", r.model)
+                # Read-only, only to check: the entry is in the driver's store when the call returns.
+                with contextlib.closing(sqlite3.connect(f"file:{self.options.db}?mode=ro", uri=True)) as con:
+                    seen = con.execute("SELECT state FROM submits WHERE key=?", (key,)).fetchone()[0]
+                image = _seed_png(r.seed)
+                j.record_answer(key, "probe", r.model, {"status": "ok"}, image)
+            else:
+                image = j.image(before)
+            Path(self.options.marks, key).write_text(json.dumps(
+                {"pid": os.getpid(), "journal": type(j).__module__, "seen": seen,
+                 "before": before.state if before else None}))
+            out.append(GenResult(status="ok", image=image))
+        return out
+
+
+def test_api_tasks_journal_through_the_driver_the_only_writer(ray, tmp_path):
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers can't import tests/
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    store = Store(tmp_path / "store")
+    gen = JournalProbe(name="probe", label="probe", model_id="probe-1", batch_size=2,
+                       options={"db": str(tmp_path / "store" / "harness.sqlite"), "marks": str(marks)})
+    suite = Suite(name="fake", prompts=tuple(Prompt(id=f"p{i}", text=f"prompt {i}") for i in range(3)))
+    units = plan_units(suite, {"probe": gen}, samples=2, seed=0)
+    # A paid answer a killed run journaled but never stored: the task gets it from the driver.
+    paid = _seed_png(12345)
+    StoreJournal(store).record_answer(units[0].key, "probe", "probe", {"status": "ok"}, paid)
+
+    stats = RayExecutor({"workers": 1, "log_to_driver": False}).execute(
+        store, {"probe": gen}, units, progress=False)
+
+    assert stats.models["probe"].ok == len(units) and stats.models["probe"].calls == 3
+    notes = {p.name: json.loads(p.read_text()) for p in marks.iterdir()}
+    assert sorted(notes) == sorted(u.key for u in units)
+    assert all(n["pid"] != os.getpid() for n in notes.values())  # ran in a task
+    assert all(not n["journal"].startswith("harness.store") for n in notes.values())
+    assert notes[units[0].key]["before"] == "done" and notes[units[0].key]["seen"] is None
+    assert all(n["before"] is None and n["seen"] == "sending"  # durable before the call returned
+               for k, n in notes.items() if k != units[0].key)
+    journal = StoreJournal(store)
+    assert all(journal.find(u.key).state == "done" for u in units) and not journal.pending()
+    hashes = {k: sha for k, sha, _ in store.iter_keys_and_hashes()}
+    assert store.read_image(hashes[units[0].key]) == paid  # reused, not made again
+    assert store.read_image(hashes[units[1].key]) == _seed_png(units[1].request.seed)
+    store.close()

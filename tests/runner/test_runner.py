@@ -3,6 +3,7 @@ batch-dependent generators, stores refusals and errors as they are."""
 
 import io
 
+import pytest
 from PIL import Image
 
 from harness.generators.base import Generator
@@ -89,8 +90,8 @@ def test_batch_dependent_generators_rerun_planned_batches_whole(tmp_path):
     stats = LocalExecutor().execute(store, g, units, progress=False)
     assert g["a"].batches == [["p0#0", "p1#0"], ["p2#0", "p3#0"], ["p4#0"]]
     assert stats.models["a"].ok == 3  # only the missing ones are stored
-    rec = {r["prompt_id"]: r for r in store.records_for_keys([u.key for u in units])}
-    assert rec["p1"]["image_sha256"] == store.put_image(_png(1))  # stored record untouched
+    rec = {r.prompt_id: r for r in store.records_for_keys([u.key for u in units])}
+    assert rec["p1"].image_sha256 == store.put_image(_png(1))  # stored record untouched
 
 
 def test_refusals_are_results_and_errors_are_retried(tmp_path):
@@ -133,7 +134,7 @@ def test_multi_output_metrics_store_one_value_per_output(tmp_path):
     LocalExecutor().execute(store, g, units, progress=False)
     assert score_run(store, "r", metric, progress=False) == {"two": 5}
     assert score_run(store, "r", metric, progress=False) == {"two": 0}
-    names = {s["metric"] for s in store.scores("r")}
+    names = {s.metric for s in store.scores("r")}
     assert names == {"two.good", "two.err"}
     lb = build_leaderboard(store, "r")
     assert lb.metrics["two.err"]["higher_is_better"] is False
@@ -167,3 +168,38 @@ def test_report_shows_headline_output_and_a_table_of_every_output(tmp_path):
     assert "multi.zeta ↑" in header and "alpha" not in header
     assert "## multi: every output" in md and "| model | zeta ↑ | alpha ↓ |" in md
     assert md.count("- **multi** (image; outputs zeta ↑, alpha ↓)") == 1
+
+
+def test_pipeline_run_follows_the_stage_order_on_plain_objects(tmp_path):
+    """No Hydra: a store, a plan, metrics and settings are all 'harness run' needs."""
+    from harness.config import RootConfig
+    from harness.metrics.base import Metric
+    from harness.runner import pipeline
+    from harness.store import StoreError
+
+    class Red(Metric):
+        kind = "red"
+
+        def score_images(self, items):
+            return [(1.0, {}) for _ in items]
+
+    settings = RootConfig(progress=False)
+    settings.report.dir = str(tmp_path / "reports")
+    settings.report.html = False
+    store = Store(tmp_path / "store")
+    plan = pipeline.make_plan(SUITE, gens(), samples=1, seed=0, name="r")
+    lines: list[str] = []
+    res = pipeline.run("run", store, "r", plan=plan, metrics={"red": Red(name="red")},
+                       settings=settings, echo=lines.append)
+    assert res["stats"].calls > 0 and store.run("r").status == "scored"
+    assert lines[:2] == ["a: 5/5 images (5 new, 0 refused, 0 errors, 0 pending)",
+                         "b: 5/5 images (5 new, 0 refused, 0 errors, 0 pending)"]
+    assert lines[2] == f"generator calls: {res['stats'].calls}"
+    assert lines[3] == f"leaderboard: {res['report_dir'] / 'leaderboard.md'}"
+    assert {s.metric for s in store.scores("r")} == {"red"}
+    again = pipeline.run("generate", store, "r", plan=plan, settings=settings)
+    assert again["stats"].calls == 0
+    with pytest.raises(StoreError, match="run 'nope' is not in the store"):
+        pipeline.run("report", store, "nope", settings=settings)
+    with pytest.raises(ValueError, match="needs the run's plan"):
+        pipeline.run("generate", store, "r", settings=settings)

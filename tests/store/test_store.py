@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from harness.store import Store, StoreError
+from harness.store.rows import UnitCounts
 from harness.types import GenRequest, GenResult, Prompt
 
 
@@ -84,17 +85,17 @@ def test_record_roundtrip_and_status_semantics(tmp_path):
     s.put_result(reqs[2], keys[2], GenResult("error", error="boom"))
     assert s.finished_keys(keys) == {keys[0], keys[1]}
     assert s.finished_keys(keys, retry_errors=False) == set(keys)
-    recs = {r["key"]: r for r in s.records("r1")}
+    recs = {r.key: r for r in s.records("r1")}
     ok = recs[keys[0]]
-    assert ok["status"] == "ok" and ok["width"] == 8 and ok["height"] == 8
-    assert ok["request"] == json.loads(json.dumps(reqs[0].to_dict()))
-    assert ok["info"] == {"batch_size": 1} and ok["latency_s"] == 0.5
-    assert recs[keys[1]]["refusal_reason"] == "moderation_blocked"
+    assert ok.status == "ok" and ok.width == 8 and ok.height == 8
+    assert ok.request == json.loads(json.dumps(reqs[0].to_dict()))
+    assert ok.info == {"batch_size": 1} and ok.latency_s == 0.5
+    assert recs[keys[1]].refusal_reason == "moderation_blocked"
     # A retried error replaces its record and counts the attempt.
     s.put_result(reqs[2], keys[2], GenResult("ok", image=png((0, 0, 255))))
-    again = {r["key"]: r for r in s.records("r1")}[keys[2]]
-    assert again["status"] == "ok" and again["attempts"] == 2 and again["error"] is None
-    assert s.unit_counts("r1") == {"m": {"planned": 3, "ok": 2, "refused": 1, "error": 0, "pending": 0}}
+    again = {r.key: r for r in s.records("r1")}[keys[2]]
+    assert again.status == "ok" and again.attempts == 2 and again.error is None
+    assert s.unit_counts("r1") == {"m": UnitCounts(planned=3, ok=2, refused=1, error=0, pending=0)}
     assert s.run_prompts("r1")["p1"]["tags"] == ["category:shape"]
     assert (s.run_dir("r1") / "manifest.json").exists()
 
@@ -118,7 +119,7 @@ def test_failed_transaction_leaves_store_untouched(tmp_path):
     s = Store(tmp_path)
     r = request()
     with pytest.raises(sqlite3.IntegrityError):
-        with s._tx() as db:
+        with s.tx() as db:
             db.execute("INSERT INTO records (key, model, prompt_id, sample, seed, request, status,"
                        " info, created_at) VALUES ('k','m','p',0,0,'{}','ok','{}','t')")
             db.execute("INSERT INTO records (key, model, prompt_id, sample, seed, request, status,"

@@ -31,7 +31,7 @@ def _vote(rater_id, keys, choice="left", vote_id=None):
 def test_tokens_are_stored_as_hashes_only(tmp_path):
     s = Store(tmp_path)
     token = s.add_rater("ana")
-    assert s.rater_for_token(token)["name"] == "ana"
+    assert s.rater_for_token(token).name == "ana"
     assert s.rater_for_token("wrong") is None
     assert token.encode() not in (tmp_path / "harness.sqlite").read_bytes()
     with pytest.raises(StoreError, match="already exists"):
@@ -41,7 +41,7 @@ def test_tokens_are_stored_as_hashes_only(tmp_path):
 def test_eight_concurrent_raters_each_vote_lands_exactly_once(tmp_path):
     s = Store(tmp_path)
     keys = _stored_pair(s)
-    raters = [s.rater_for_token(s.add_rater(f"r{i}"))["rater_id"] for i in range(8)]
+    raters = [s.rater_for_token(s.add_rater(f"r{i}")).rater_id for i in range(8)]
     sent: dict[str, list[str]] = {r: [] for r in raters}
     errors = []
 
@@ -62,13 +62,13 @@ def test_eight_concurrent_raters_each_vote_lands_exactly_once(tmp_path):
     assert not errors
     stored = s.votes("r")
     assert len(stored) == 800
-    assert sorted(v["vote_id"] for v in stored) == sorted(x for ids in sent.values() for x in ids)
+    assert sorted(v.vote_id for v in stored) == sorted(x for ids in sent.values() for x in ids)
 
 
 def test_retried_submit_is_stored_once_and_bad_votes_refused(tmp_path):
     s = Store(tmp_path)
     keys = _stored_pair(s)
-    rid = s.rater_for_token(s.add_rater("bo"))["rater_id"]
+    rid = s.rater_for_token(s.add_rater("bo")).rater_id
     v = _vote(rid, keys, vote_id="fixed")
     assert s.put_vote(v) is True
     assert s.put_vote(v) is False
@@ -87,27 +87,27 @@ def _assignment(rater_id, keys, aid):
 def test_one_open_assignment_per_rater_closed_by_its_vote(tmp_path):
     s = Store(tmp_path)
     keys = _stored_pair(s)
-    rid = s.rater_for_token(s.add_rater("cy"))["rater_id"]
+    rid = s.rater_for_token(s.add_rater("cy")).rater_id
     first = s.open_or_create_assignment(_assignment(rid, keys, "a1"))
     # a second tab racing to open another pair gets the same one
-    assert s.open_or_create_assignment(_assignment(rid, keys, "a2"))["assignment_id"] == "a1"
-    assert first["shown_at"] and first["done_at"] is None and first["kind"] == "pair"
+    assert s.open_or_create_assignment(_assignment(rid, keys, "a2")).assignment_id == "a1"
+    assert first.shown_at and first.done_at is None and first.kind == "pair"
     v = {**_vote(rid, keys, vote_id="a1"), "is_repeat": 1, "repeat_of": "v0"}
     assert s.put_vote(v)
-    assert s.open_assignment("r", rid) is None and s.assignment("a1")["done_at"]
+    assert s.open_assignment("r", rid) is None and s.assignment("a1").done_at
     (stored,) = s.rater_votes("r", rid)
-    assert stored["repeat_of"] == "v0" and stored["is_repeat"] == 1
-    assert s.open_or_create_assignment(_assignment(rid, keys, "a2"))["assignment_id"] == "a2"
+    assert stored.repeat_of == "v0" and stored.is_repeat is True
+    assert s.open_or_create_assignment(_assignment(rid, keys, "a2")).assignment_id == "a2"
 
 
 def test_raters_by_email_and_exclusion_by_name(tmp_path):
     s = Store(tmp_path)
     s.add_rater("dee", email="Dee@Example.org")
-    assert s.rater_by_email("dee@example.org ")["name"] == "dee"
+    assert s.rater_by_email("dee@example.org ").name == "dee"
     with pytest.raises(StoreError, match="e-mail"):
         s.add_rater("dee2", email="dee@example.org")
     with pytest.raises(StoreError, match="non-empty"):
         s.add_rater("  ")
-    assert s.exclude_rater("dee")["excluded"] == 1 and s.rater_by_name("dee")["excluded"] == 1
+    assert s.exclude_rater("dee").excluded is True and s.rater_by_name("dee").excluded is True
     with pytest.raises(StoreError, match="Did you mean 'dee'"):
         s.exclude_rater("de")

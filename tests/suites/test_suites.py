@@ -318,6 +318,37 @@ def test_bad_settings(cfg, message):
         load_suite(cfg)
 
 
+def test_every_reader_module_registers_its_format():
+    from harness.suites import formats
+
+    found = formats()
+    assert list(found) == ["harness", "drawbench", "geneval", "partiprompts", "t2i-compbench"]
+    assert all(r.description for r in found.values())
+    assert "github.com/djghosh13/geneval" in found["geneval"].source and not found["harness"].source
+
+
+def test_a_registered_reader_is_used_by_load_suite(tmp_path, monkeypatch):
+    from harness.suites import base, formats
+    from harness.types import Prompt
+
+    monkeypatch.setattr(base, "READERS", dict(base.READERS))  # leave the real registry as it was
+    monkeypatch.setattr("harness.suites.READERS", base.READERS)
+    (tmp_path / "lines.txt").write_text("a red circle\na blue square\n")
+
+    @base.register_format("lines-test", source="made in the test")
+    def load_lines(path):
+        return base.Parsed(tuple(Prompt(id=f"l{i}", text=t)
+                                 for i, t in enumerate(path.read_text().split("\n")) if t))
+
+    assert "lines-test" in formats()
+    suite = load_suite({"name": "x", "file": str(tmp_path / "lines.txt"), "format": "lines-test"})
+    assert [p.text for p in suite.prompts] == ["a red circle", "a blue square"]
+    with pytest.raises(SuiteError, match="made in the test"):
+        load_suite({"name": "x", "file": str(tmp_path / "gone.txt"), "format": "lines-test"})
+    with pytest.raises(ValueError, match="registered twice"):
+        base.register_format("harness")(load_lines)
+
+
 def test_missing_public_file_says_where_to_get_it(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SuiteError, match=re.escape("github.com/google-research/parti")):

@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from harness.testing.fake_providers import FakeProviders, Fault
+from harness.testing.fakes import FakeProviders, Fault
 
 KEY = "fake-test-key-123456"
 

@@ -1,0 +1,124 @@
+"""Report files: leaderboard.{md,csv,json,parquet,html} under reports/<suite>/<run>/, and the
+``latest`` pointer. Nothing written depends on the clock: the same store gives the same bytes."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.leaderboard.html import render_html
+from harness.leaderboard.render import render_markdown
+from harness.leaderboard.table import Leaderboard
+
+
+def write_report(lb: Leaderboard, out_dir: str | os.PathLike[str], *, html: bool = True) -> Path:
+    """Write leaderboard.md, .csv, .json, .parquet and (unless ``html=False``) the self-contained
+    leaderboard.html to <out_dir>/<suite>/<run>/, and point <out_dir>/<suite>/latest at it.
+    Returns the run's report folder. Nothing written depends on the clock: the same store gives
+    the same bytes."""
+    suite_dir = Path(out_dir) / lb.suite
+    run_dir = suite_dir / lb.run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_atomic(run_dir / "leaderboard.md", render_markdown(lb))
+    table = models_with_preference(lb)
+    _write_atomic(run_dir / "leaderboard.csv", table.to_csv(index=False, float_format="%.6g"))
+    doc = {
+        "run_id": lb.run_id, "suite": lb.suite,
+        "samples": lb.run.manifest.get("samples"), "seed": lb.run.manifest.get("seed"),
+        "metrics": lb.metrics,
+        "models": _records(table),
+        "by_tag": _records(lb.by_tag),
+        "report_settings": lb.settings,
+        "notes": lb.notes,
+        "excluded_votes": lb.excluded_votes,
+        "preference": _preference_doc(lb),
+        "agreement": {"raters": lb.agreement.get("raters"),
+                      "metrics": _records(lb.agreement.get("metrics"))} if lb.agreement else None,
+        "gallery": _records(lb.gallery.drop(columns=["image_path"], errors="ignore")),
+    }
+    _write_atomic(run_dir / "leaderboard.json",
+                  json.dumps(_jsonable(doc), indent=2, sort_keys=True, ensure_ascii=False, default=str,
+                             allow_nan=False) + "\n")
+    tmp = run_dir / ".leaderboard.parquet.tmp"
+    table.to_parquet(tmp, index=False)
+    os.replace(tmp, run_dir / "leaderboard.parquet")
+    if html:
+        _write_atomic(run_dir / "leaderboard.html", render_html(lb, run_dir))
+    point_latest(suite_dir, lb.run_id)
+    return run_dir
+
+
+PREFERENCE_COLUMNS = {"rating": "pref_rating", "rating_lo": "pref_rating_lo", "rating_hi": "pref_rating_hi",
+                      "strength": "pref_strength", "votes": "pref_votes", "win_rate": "pref_win_rate"}
+"""Human-preference columns added to the models table (csv/parquet/json) when the run has votes."""
+
+
+def models_with_preference(lb: Leaderboard) -> pd.DataFrame:
+    """The models table, plus the pref_* columns when the run has votes."""
+    table = lb.models.copy()
+    pref = lb.preference
+    if pref is None or pref.n_votes == 0 or not len(table):
+        return table
+    p = pref.table.set_index("model")[list(PREFERENCE_COLUMNS)].rename(columns=PREFERENCE_COLUMNS)
+    return table.merge(p, left_on="model", right_index=True, how="left")
+
+
+def _preference_doc(lb: Leaderboard) -> dict[str, Any] | None:
+    pref = lb.preference
+    if pref is None:
+        return None
+    wr = pref.win_rates
+    return {
+        "n_votes": pref.n_votes, "reason": pref.reason, "settings": pref.settings,
+        "table": _records(pref.table),
+        "win_rates": {a: {b: wr.loc[a, b] for b in wr.columns if b != a} for a in wr.index},
+        "votes_per_pair": _records(pref.pairs),
+        "never_compared": [list(p) for p in pref.never_compared()],
+        "position_bias": pref.position,
+        "by_tag": _records(pref.tags),
+        "votes_needed": _records(pref.needed),
+    }
+
+
+def _records(df: pd.DataFrame | None) -> list[dict[str, Any]]:
+    if df is None or not len(df):
+        return []
+    return json.loads(df.to_json(orient="records", double_precision=10, default_handler=str))
+
+
+def _jsonable(obj: Any) -> Any:
+    """NaN and infinities as null (JSON has neither), numpy scalars as Python numbers."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def point_latest(suite_dir: Path, run_id: str) -> None:
+    """Make <suite_dir>/latest a relative symlink to the run folder (atomic swap)."""
+    link = suite_dir / "latest"
+    tmp = suite_dir / ".latest.tmp"
+    tmp.unlink(missing_ok=True)
+    try:
+        os.symlink(run_id, tmp, target_is_directory=True)
+        os.replace(tmp, link)
+    except OSError:
+        # Filesystems without symlinks: a text file naming the newest run.
+        tmp.unlink(missing_ok=True)
+        _write_atomic(suite_dir / "LATEST", run_id + "\n")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,102 @@
+"""Black Forest Labs (Flux): submit, the polling URL, and expiring sample URLs.
+
+Outcomes (:meth:`FakeProviders.set_outcome`): "moderated" (Request Moderated),
+"content_moderated" (Content Moderated), "failed" (Error), "expired" (the sample URL has already
+expired), "pending:N".
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from harness.testing.fakes.server import (
+    MIME,
+    Auth,
+    FakeProviders,
+    Provider,
+    Reply,
+    Request,
+    detail_denial,
+    detail_error,
+    file_route,
+    header_key,
+    no_prompt,
+    prompt_image,
+)
+
+BFL_MODELS = ("flux-pro-1.1", "flux-pro-1.1-ultra", "flux-pro", "flux-dev", "flux-kontext-pro",
+              "flux-kontext-max")
+
+bfl_error = detail_error({
+    429: "You have exceeded the number of active tasks (24). Please wait for some tasks to "
+         "complete.",
+    402: "Insufficient credits. Please add credits at https://dashboard.bfl.ai."})
+"""BFL's error body for a status."""
+AUTH = Auth(header_key("x-key"), detail_denial(403, "Not authenticated - Invalid Authentication"))
+
+
+def bfl_routes(fake: FakeProviders) -> None:
+    """``POST /v1/{model}`` (submit), ``GET /v1/get_result?id=`` (the polling URL) and the
+    expiring sample files. Added last: ``/v1/{model}`` would shadow other ``/v1/x`` routes."""
+    fake.route("GET", "/v1/get_result", _bfl_result, name="bfl.poll", auth=AUTH,
+               error=bfl_error, prompt_of=no_prompt)
+    fake.route("POST", "/v1/{model}", _bfl_submit, name="bfl.submit", auth=AUTH,
+               error=bfl_error)
+    fake.route("GET", "/bfl-delivery/{token}.{ext}", file_route, name="bfl.sample", auth=None,
+               error=bfl_error, prompt_of=no_prompt)
+
+
+PROVIDER = Provider("bfl", bfl_routes, "", "BFL_API_KEY", "flux_pro")
+
+
+def _bfl_invalid(field_: str, msg: str, value: Any) -> Reply:
+    return Reply(422, {"detail": [{"type": "value_error", "loc": ["body", field_], "msg": msg,
+                                   "input": value}]})
+
+
+def _bfl_submit(fake: FakeProviders, req: Request) -> Reply:
+    model = req.params["model"]
+    if model not in BFL_MODELS:
+        return Reply(404, {"detail": "Not Found"})
+    body = req.json if isinstance(req.json, dict) else {}
+    if not body.get("prompt"):
+        return _bfl_invalid("prompt", "Field required", None)
+    for dim in ("width", "height"):
+        v = body.get(dim)
+        if v is not None and (not isinstance(v, int) or v % 32 or not 256 <= v <= 1440):
+            return _bfl_invalid(dim, "Input should be a multiple of 32 between 256 and 1440", v)
+    if body.get("output_format", "jpeg") not in ("jpeg", "png"):
+        return _bfl_invalid("output_format", "Input should be 'jpeg' or 'png'",
+                            body.get("output_format"))
+    job = fake.new_job("bfl", body["prompt"], dict(body) | {"model": model})
+    return Reply(200, {"id": job.id, "polling_url": f"{fake.url}/v1/get_result?id={job.id}"})
+
+
+def _bfl_result(fake: FakeProviders, req: Request) -> Reply:
+    jid = req.query.get("id", "")
+    job = fake.job(jid, "bfl")
+    if job is None:
+        return Reply(404, {"id": jid, "status": "Task not found", "result": None,
+                           "progress": None, "details": None})
+    job.polls += 1
+    d: dict[str, Any] = {"id": job.id, "status": "Pending", "result": None, "progress": None,
+                         "details": None}
+    if not job.ready(fake):
+        return Reply(200, d | {"progress": round(min(0.95, 0.1 * job.polls), 2)})
+    if job.outcome == "moderated":
+        return Reply(200, d | {"status": "Request Moderated",
+                               "details": {"Moderation Reasons": ["Derivative Works"]}})
+    if job.outcome == "content_moderated":
+        return Reply(200, d | {"status": "Content Moderated",
+                               "details": {"Moderation Reasons": ["NSFW"]}})
+    if job.outcome == "failed":
+        return Reply(200, d | {"status": "Error", "details": {"error": "Generation failed"}})
+    if not job.result_urls:
+        fmt = str(job.params.get("output_format") or "jpeg")
+        job.result_urls = [fake.host_file(prompt_image(job.prompt, fmt), MIME[fmt],
+                                          "bfl-delivery", fmt, expired=job.outcome == "expired")]
+    now = time.time()
+    return Reply(200, d | {"status": "Ready", "result": {
+        "sample": job.result_urls[0], "prompt": job.prompt, "seed": job.seed,
+        "start_time": job.created, "end_time": now, "duration": round(now - job.created, 3)}})

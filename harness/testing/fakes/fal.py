@@ -1,0 +1,121 @@
+"""fal's queue: submit, status, result, and the image files (``/fal`` stands in for
+``https://queue.fal.run``).
+
+Outcomes (:meth:`FakeProviders.set_outcome`): "moderated" (has_nsfw_concepts: [true]),
+"failed" (the result is an error), "expired" (image URLs already expired), "pending:N".
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from harness.testing.fakes.server import (
+    MIME,
+    Auth,
+    FakeProviders,
+    Job,
+    Provider,
+    Reply,
+    Request,
+    detail_denial,
+    detail_error,
+    file_route,
+    header_key,
+    no_prompt,
+    prompt_image,
+)
+
+FAL_APPS = ("fal-ai/flux/dev", "fal-ai/flux/schnell", "fal-ai/flux-pro/v1.1",
+            "fal-ai/flux-pro/v1.1-ultra", "fal-ai/recraft-v3", "fal-ai/ideogram/v3",
+            "fal-ai/imagen4/preview")
+FAL_SIZES = {"square_hd": (1024, 1024), "square": (512, 512), "portrait_4_3": (768, 1024),
+             "portrait_16_9": (576, 1024), "landscape_4_3": (1024, 768),
+             "landscape_16_9": (1024, 576)}
+
+fal_error = detail_error({429: "Too many requests"})
+"""fal's error body for a status."""
+AUTH = Auth(header_key("Authorization", "Key"), detail_denial(401, "Invalid or missing credentials"))
+
+
+def fal_routes(fake: FakeProviders) -> None:
+    """Queue submit ``POST /fal/{app}``, ``GET .../requests/{id}/status`` and
+    ``GET .../requests/{id}`` (the result), and the image files."""
+    kw: dict[str, Any] = {"auth": AUTH, "error": fal_error}
+    fake.route("GET", "/fal/{owner}/{app}/requests/{rid}/status", _fal_status,
+               name="fal.status", prompt_of=no_prompt, **kw)
+    fake.route("GET", "/fal/{owner}/{app}/requests/{rid}", _fal_result, name="fal.result",
+               prompt_of=no_prompt, **kw)
+    fake.route("POST", "/fal/{app:path}", _fal_submit, name="fal.submit", **kw)
+    fake.route("GET", "/fal-media/{token}.{ext}", file_route, name="fal.file", auth=None,
+               error=fal_error, prompt_of=no_prompt)
+
+
+PROVIDER = Provider("fal", fal_routes, "/fal", "FAL_KEY", "fal_flux_dev")
+
+
+def _fal_urls(fake: FakeProviders, job: Job) -> dict[str, str]:
+    base = f"{fake.url}/fal/{job.params['root']}/requests/{job.id}"
+    return {"response_url": base, "status_url": base + "/status", "cancel_url": base + "/cancel"}
+
+
+def _fal_submit(fake: FakeProviders, req: Request) -> Reply:
+    app = req.params["app"]
+    if app not in FAL_APPS:
+        return Reply(404, {"detail": f"Application '{app}' not found"})
+    body = req.json if isinstance(req.json, dict) else {}
+    if not body.get("prompt"):
+        return Reply(422, {"detail": [{"loc": ["body", "prompt"], "msg": "field required",
+                                       "type": "value_error.missing"}]})
+    size = body.get("image_size", "landscape_4_3")
+    if isinstance(size, str) and size not in FAL_SIZES:
+        return Reply(422, {"detail": [{"loc": ["body", "image_size"], "msg": "value is not a "
+                                       "valid enumeration member", "type": "type_error.enum"}]})
+    job = fake.new_job("fal", body["prompt"], {"input": body, "app": app,
+                                               "root": "/".join(app.split("/")[:2]),
+                                               "seed": body.get("seed")})
+    return Reply(200, {"request_id": job.id, **_fal_urls(fake, job), "queue_position": 0})
+
+
+def _fal_status(fake: FakeProviders, req: Request) -> Reply:
+    job = fake.job(req.params["rid"], "fal")
+    if job is None:
+        return Reply(404, {"detail": "Request not found"})
+    job.polls += 1
+    urls = _fal_urls(fake, job)
+    if job.ready(fake):
+        return Reply(200, {"status": "COMPLETED", "request_id": job.id, **urls, "logs": None,
+                           "metrics": {"inference_time": 0.42}})
+    if job.polls <= job.pending_polls // 2:
+        return Reply(202, {"status": "IN_QUEUE", "request_id": job.id, **urls,
+                           "queue_position": job.pending_polls // 2 - job.polls})
+    return Reply(202, {"status": "IN_PROGRESS", "request_id": job.id, **urls, "logs": None})
+
+
+def _fal_result(fake: FakeProviders, req: Request) -> Reply:
+    job = fake.job(req.params["rid"], "fal")
+    if job is None:
+        return Reply(404, {"detail": "Request not found"})
+    if not job.ready(fake):
+        return Reply(400, {"detail": "Request is still in progress"})
+    if job.outcome == "failed":
+        return Reply(422, {"detail": [{"loc": ["body"], "msg": "Generation failed: the model "
+                                       "raised an error", "type": "runtime_error"}]})
+    inp = job.params["input"]
+    fmt = str(inp.get("output_format") or "jpeg")
+    size = inp.get("image_size", "landscape_4_3")
+    w, h = FAL_SIZES[size] if isinstance(size, str) else (size["width"], size["height"])
+    nsfw = job.outcome == "moderated"
+    if not job.result_urls:
+        for i in range(int(inp.get("num_images") or 1)):
+            img = prompt_image("#black" if nsfw else job.prompt if i == 0 else f"{job.prompt}#{i}",
+                               fmt)
+            if inp.get("sync_mode"):
+                job.result_urls.append(f"data:{MIME[fmt]};base64,{base64.b64encode(img).decode()}")
+            else:
+                job.result_urls.append(fake.host_file(img, MIME[fmt], "fal-media", fmt,
+                                                      expired=job.outcome == "expired"))
+    images = [{"url": u, "width": w, "height": h, "content_type": MIME[fmt]}
+              for u in job.result_urls]
+    return Reply(200, {"images": images, "timings": {"inference": 0.42}, "seed": job.seed,
+                       "has_nsfw_concepts": [nsfw] * len(images), "prompt": job.prompt})

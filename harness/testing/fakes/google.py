@@ -1,0 +1,166 @@
+"""Google: Imagen (``:predict``) and Gemini image models (``:generateContent``).
+
+Outcomes (:meth:`FakeProviders.set_outcome`): "moderated" (Imagen: filtered, with
+raiFilteredReason when includeRaiReason; Gemini: finishReason IMAGE_SAFETY), any Gemini
+finishReason by name (IMAGE_SAFETY, IMAGE_PROHIBITED_CONTENT, NO_IMAGE, SAFETY ...), "blocked"
+(promptFeedback.blockReason) and "text_only" (the model answers in words, no image).
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from typing import Any
+
+from harness.testing.fakes.server import Auth, FakeProviders, Provider, Reply, Request, prompt_image
+
+_GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+                  429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE",
+                  504: "DEADLINE_EXCEEDED"}
+_GOOGLE_MESSAGES = {429: "Resource has been exhausted (e.g. check quota).",
+                    500: "An internal error has occurred. Please retry or report in "
+                         "https://developers.generativeai.google/guide/troubleshooting",
+                    503: "The model is overloaded. Please try again later."}
+IMAGEN_ASPECTS = ("1:1", "3:4", "4:3", "9:16", "16:9")
+GEMINI_ASPECTS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
+GEMINI_FINISH_REFUSALS = ("IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT", "IMAGE_OTHER", "NO_IMAGE",
+                          "IMAGE_RECITATION", "SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII",
+                          "RECITATION", "OTHER")
+
+
+def _body(status: int, message: str) -> dict[str, Any]:
+    return {"error": {"code": status, "message": message,
+                      "status": _GOOGLE_STATUS.get(status, "UNKNOWN")}}
+
+
+def google_error(status: int, message: str) -> dict[str, Any]:
+    """Google's error body for a status (its own wording for quota and server errors)."""
+    return _body(status, _GOOGLE_MESSAGES.get(status, message))
+
+
+def _google_bad(message: str, status: int = 400) -> Reply:
+    return Reply(status, _body(status, message))
+
+
+def _goog_key(h: Any, q: dict[str, str], key: str) -> bool:
+    return h.get("x-goog-api-key", q.get("key")) == key
+
+
+def _deny() -> Reply:
+    # Google answers a bad key with 400 INVALID_ARGUMENT, not 401.
+    return Reply(400, {"error": {"code": 400, "message": "API key not valid. Please pass a valid "
+                                 "API key.", "status": "INVALID_ARGUMENT", "details": [
+                                     {"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                                      "reason": "API_KEY_INVALID", "domain": "googleapis.com"}]}})
+
+
+AUTH = Auth(_goog_key, _deny)
+
+
+def _predict_prompt(req: Request) -> str | None:
+    inst = (req.json or {}).get("instances") if isinstance(req.json, dict) else None
+    if isinstance(inst, list) and inst and isinstance(inst[0], dict):
+        p = inst[0].get("prompt")
+        return p if isinstance(p, str) else None
+    return None
+
+
+def _contents_prompt(req: Request) -> str | None:
+    contents = (req.json or {}).get("contents") if isinstance(req.json, dict) else None
+    if isinstance(contents, dict):
+        contents = [contents]
+    if not isinstance(contents, list):
+        return None
+    texts = [p.get("text") for c in contents if isinstance(c, dict)
+             for p in c.get("parts") or [] if isinstance(p, dict) and p.get("text")]
+    return " ".join(texts) if texts else None
+
+
+def google_routes(fake: FakeProviders) -> None:
+    """``POST /{v1beta,v1}/models/{model}:predict`` (Imagen) and ``:generateContent`` (Gemini);
+    also under ``/{version}/publishers/google/models/{model}`` (Vertex AI express mode)."""
+    for prefix in ("/{version}/models/{model}", "/{version}/publishers/google/models/{model}"):
+        fake.route("POST", prefix + ":predict", _google_predict, name="google.predict",
+                   auth=AUTH, error=google_error, prompt_of=_predict_prompt)
+        fake.route("POST", prefix + ":generateContent", _google_generate_content,
+                   name="google.generateContent", auth=AUTH, error=google_error,
+                   prompt_of=_contents_prompt)
+
+
+PROVIDER = Provider("google", google_routes, "/v1beta", "GEMINI_API_KEY", "imagen4")
+
+
+def _google_predict(fake: FakeProviders, req: Request) -> Reply:
+    model = req.params["model"]
+    if not model.startswith("imagen-"):
+        return _google_bad(f"models/{model} is not found for API version v1beta, or is not "
+                           "supported for predict. Call ListModels to see the list of available "
+                           "models and their supported methods.", 404)
+    prompt = _predict_prompt(req)
+    if not prompt:
+        return _google_bad("Invalid value at 'instances[0].prompt' (TYPE_STRING): a prompt is "
+                           "required.")
+    p = (req.json or {}).get("parameters") or {}
+    n = p.get("sampleCount", 4)
+    if not isinstance(n, int) or not 1 <= n <= 4:
+        return _google_bad("sampleCount must be between 1 and 4.")
+    ar = p.get("aspectRatio", "1:1")
+    if ar not in IMAGEN_ASPECTS:
+        return _google_bad(f"Unsupported aspect ratio: {ar}. Supported: {', '.join(IMAGEN_ASPECTS)}.")
+    pg = p.get("personGeneration")
+    if pg is not None and pg not in ("dont_allow", "allow_adult", "allow_all"):
+        return _google_bad(f"Invalid personGeneration: {pg}.")
+    mime = (p.get("outputOptions") or {}).get("mimeType", "image/png")
+    fmt = "jpeg" if mime == "image/jpeg" else "png"
+    filtered = fake.outcome(prompt) == "moderated"
+    preds: list[dict[str, Any]] = []
+    for i in range(n):
+        if filtered:
+            if p.get("includeRaiReason"):
+                preds.append({"raiFilteredReason": "Your current safety filter threshold filtered "
+                              "out 1 generated images. You will not be charged for blocked "
+                              "images. Try rephrasing the prompt. Support codes: 56562880"})
+            continue
+        img = prompt_image(prompt if i == 0 else f"{prompt}#{i}", fmt)
+        preds.append({"bytesBase64Encoded": base64.b64encode(img).decode(), "mimeType": mime})
+    return Reply(200, {"predictions": preds} if preds else {})
+
+
+def _google_generate_content(fake: FakeProviders, req: Request) -> Reply:
+    model = req.params["model"]
+    body = req.json if isinstance(req.json, dict) else {}
+    prompt = _contents_prompt(req)
+    if not prompt:
+        return _google_bad("* GenerateContentRequest.contents: contents is not specified")
+    gc = body.get("generationConfig") or {}
+    modalities = [str(m).upper() for m in gc.get("responseModalities") or ["TEXT"]]
+    ar = (gc.get("imageConfig") or {}).get("aspectRatio", "1:1")
+    if ar not in GEMINI_ASPECTS:
+        return _google_bad(f"Unsupported aspect ratio: {ar}.")
+    if "IMAGE" in modalities and "image" not in model:
+        return _google_bad("The requested combination of response modalities (IMAGE) is not "
+                           "supported by the model.")
+    words = len(prompt.split())
+    rid = uuid.uuid4().hex[:22]
+    base: dict[str, Any] = {"modelVersion": model, "responseId": rid}
+    usage = {"promptTokenCount": words, "totalTokenCount": words,
+             "promptTokensDetails": [{"modality": "TEXT", "tokenCount": words}]}
+    outcome = fake.outcome(prompt)
+    if outcome == "blocked":
+        return Reply(200, {"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"},
+                           "usageMetadata": usage, **base})
+    if outcome == "moderated":
+        outcome = "IMAGE_SAFETY"
+    if outcome in GEMINI_FINISH_REFUSALS:
+        return Reply(200, {"candidates": [{"finishReason": outcome, "index": 0}],
+                           "usageMetadata": usage, **base})
+    if outcome == "text_only" or "IMAGE" not in modalities:
+        parts = [{"text": "I can't create that image, but I can describe it in words."}]
+    else:
+        img = prompt_image(prompt, "png")
+        parts = [{"inlineData": {"mimeType": "image/png", "data": base64.b64encode(img).decode()}}]
+        usage = usage | {"candidatesTokenCount": 1290, "totalTokenCount": words + 1290,
+                         "candidatesTokensDetails": [{"modality": "IMAGE", "tokenCount": 1290}]}
+    return Reply(200, {"candidates": [{"content": {"parts": parts, "role": "model"},
+                                       "finishReason": "STOP", "index": 0}],
+                       "usageMetadata": usage, **base})
