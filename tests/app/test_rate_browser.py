@@ -123,7 +123,7 @@ def wait_progress(page, n):
 
 def wait_shows(page, assignment):
     """Wait until the buttons of this assignment are on the page (their key carries its id)."""
-    page.locator(f".st-key-both_bad-{assignment['assignment_id']}").wait_for(timeout=30_000)
+    page.locator(f".st-key-both_bad-{assignment.assignment_id}").wait_for(timeout=30_000)
     page.wait_for_function("() => { const im = [...document.images]; "
                            "return im.length === 2 && im.every(i => i.complete && i.naturalWidth > 0); }",
                            timeout=30_000)
