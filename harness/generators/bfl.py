@@ -16,18 +16,9 @@ import dataclasses
 from typing import Any
 
 from harness.errors import ConfigError
+from harness.generators.api import Job, JobGenerator, JobOptions, JobState
 from harness.generators.base import Generator
-from harness.generators.http import (
-    HTTPClient,
-    Job,
-    JobGenerator,
-    JobOptions,
-    JobState,
-    ProviderError,
-    aspect_ratio,
-    detail_error,
-    to_png,
-)
+from harness.generators.http import HTTPClient, ProviderError, aspect_ratio, detail_error, to_png
 from harness.types import GenRequest, GenResult
 
 REFUSALS = frozenset({"Request Moderated", "Content Moderated"})

@@ -17,8 +17,9 @@ import dataclasses
 from typing import Any
 
 from harness.errors import ConfigError
+from harness.generators.api import APIGenerator, APIOptions
 from harness.generators.base import Generator
-from harness.generators.http import APIGenerator, APIOptions, HTTPClient, aspect_ratio, to_png
+from harness.generators.http import HTTPClient, aspect_ratio, to_png
 from harness.types import GenRequest, GenResult
 
 IMAGEN_SIZES = {"1:1": (1024, 1024), "3:4": (896, 1280), "4:3": (1280, 896),

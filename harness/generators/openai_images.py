@@ -4,7 +4,7 @@ The key is read from the environment variable named by ``options.api_key_env`` w
 batch runs (constructing never needs it) and lives only in the HTTP client's headers: never in
 describe(), records, logs or reprs. Requests of a batch are sent concurrently (``batch_size``
 of them, at most ``options.concurrency`` in flight), and every paid answer is recorded in the
-journal the moment it arrives (:class:`harness.generators.http.APIGenerator`).
+journal the moment it arrives (:class:`harness.generators.api.APIGenerator`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.errors import ConfigError
+from harness.generators.api import APIGenerator, APIOptions
 from harness.generators.base import Generator
-from harness.generators.http import APIGenerator, APIOptions, HTTPClient, ProviderError, to_png
+from harness.generators.http import HTTPClient, ProviderError, to_png
 from harness.types import GenRequest, GenResult
 
 SIZES = {

@@ -20,17 +20,9 @@ import re
 from typing import Any
 
 from harness.errors import ConfigError
+from harness.generators.api import Job, JobGenerator, JobOptions, JobState
 from harness.generators.base import Generator
-from harness.generators.http import (
-    HTTPClient,
-    Job,
-    JobGenerator,
-    JobOptions,
-    JobState,
-    ProviderError,
-    aspect_ratio,
-    to_png,
-)
+from harness.generators.http import HTTPClient, ProviderError, aspect_ratio, to_png
 from harness.types import GenRequest, GenResult
 
 FINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})

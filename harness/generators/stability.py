@@ -17,15 +17,9 @@ import dataclasses
 from typing import Any
 
 from harness.errors import ConfigError
+from harness.generators.api import APIGenerator, APIOptions
 from harness.generators.base import Generator
-from harness.generators.http import (
-    APIGenerator,
-    APIOptions,
-    HTTPClient,
-    ProviderError,
-    aspect_ratio,
-    to_png,
-)
+from harness.generators.http import HTTPClient, ProviderError, aspect_ratio, to_png
 from harness.types import GenRequest, GenResult
 
 ASPECTS = ("16:9", "1:1", "21:9", "2:3", "3:2", "4:5", "5:4", "9:16", "9:21")

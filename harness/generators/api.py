@@ -1,0 +1,310 @@
+"""What every closed-API adapter shares above the HTTP layer: the key, one client, a batch sent
+concurrently, errors turned into results, prices from the dated table, and the journal.
+
+:class:`APIGenerator` is for one-call APIs (the answer carries the image); :class:`JobGenerator`
+for submit-and-poll APIs. Every paid step is recorded through the
+:class:`harness.types.Journal` the runner attached (:meth:`Generator.attach_journal`) the
+moment it happens, so a killed run never pays for the same image twice:
+
+* a one-call answer is recorded (``record_answer``) as it arrives; a resumed run reuses it;
+* a submit is recorded as ``sending`` before it goes out and ``submitted`` with the provider's
+  job id before the wait, so a resumed run polls the job instead of submitting again; a submit
+  whose answer was never recorded is not resent unless ``options.resubmit_unconfirmed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from harness.generators.http import (
+    HTTPClient,
+    ProviderError,
+    Response,
+    default_error,
+    run_sync,
+    same_host,
+    scrub,
+)
+
+if TYPE_CHECKING:
+    from harness.types import Journal, JournalEntry
+
+
+class APIGenerator:
+    """Mixin for closed-API generators: the key from the environment, one :class:`HTTPClient`,
+    a batch sent concurrently, errors turned into results, prices from the dated table, and
+    every paid answer recorded in the journal the runner attached the moment it arrives.
+
+    Subclasses (with :class:`harness.generators.base.Generator`) set ``provider``,
+    ``auth_header`` and ``key_help``, an ``Options`` dataclass with at least the fields of
+    :class:`APIOptions`, and implement ``async _one(http, request) -> GenResult``.
+    """
+
+    runs_on_driver = True  # it waits on the network: under Ray a light task, not a model actor
+
+    provider: str = ""
+    """Name in errors, logs and the price table."""
+    auth_header: tuple[str, str] = ("Authorization", "Bearer {key}")
+    """Header that carries the key, and its value's format."""
+    key_help: str = "your API key"
+    request_id_header: str = "x-request-id"
+    also_hosts: tuple[str, ...] = ()
+    """Hosts besides base_url's that the key may be sent to (polling URLs on regional hosts)."""
+
+    _http: HTTPClient | None = None
+    _journal: Journal | None = None
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()  # type: ignore[misc]
+        d["api"] = {"provider": self.provider, "base_url": self.options.base_url,  # type: ignore[attr-defined]
+                    "api_key_env": self.options.api_key_env}  # type: ignore[attr-defined]
+        return d
+
+    def attach_journal(self, journal: Journal | None) -> None:
+        """Keep the journal paid calls are recorded in (the runner's; None: record nothing)."""
+        self._journal = journal
+
+    def error_parser(self, status: int, body: Any, text: str) -> tuple[str | None, str]:
+        return default_error(status, body, text)
+
+    def load(self) -> None:
+        if self._http is not None:
+            return
+        import importlib.util
+        import os
+
+        from harness.errors import ConfigError
+
+        name = self.name  # type: ignore[attr-defined]
+        if importlib.util.find_spec("httpx") is None:
+            raise ConfigError(f"models.{name} ({self.provider}) needs the Python package httpx. "
+                              "Install it with: pip install 'harness[api]'")
+        o = self.options  # type: ignore[attr-defined]
+        env = o.api_key_env
+        key = os.environ.get(env, "").strip()
+        if not key:
+            raise ConfigError(
+                f"models.{name}: the environment variable {env} is not set; it must hold "
+                f"{self.key_help} (export {env}=...). models.{name}.options.api_key_env names "
+                f"a different variable.")
+        header, fmt = self.auth_header
+        self._http = HTTPClient(
+            provider=self.provider, base_url=o.base_url, headers={header: fmt.format(key=key)},
+            timeout_s=o.timeout_s, max_retries=o.max_retries, concurrency=o.concurrency,
+            rpm=o.rpm, backoff_s=o.backoff_s, request_id_header=self.request_id_header,
+            error_parser=self.error_parser)
+
+    def close(self) -> None:
+        self._http = None  # drops the key from memory too
+
+    def _generate(self, requests: list[Any]) -> list[Any]:
+        http = self._http
+        assert http is not None
+
+        async def batch() -> list[Any]:
+            async with http.session():
+                return list(await asyncio.gather(*(self._timed(http, r) for r in requests)))
+
+        return run_sync(batch())
+
+    async def _timed(self, http: HTTPClient, r: Any) -> Any:
+        from harness.types import GenResult
+
+        t0 = time.perf_counter()
+        journal = self._journal
+        key = r.key() if journal is not None else ""
+        if journal is not None:
+            entry = journal.find(key)
+            if entry is not None and entry.state == "done":
+                return self._from_journal(journal, entry)
+        try:
+            res = await self._one(http, r)
+        except ProviderError as e:
+            res = GenResult(status="error", error=str(e), provider_request_id=e.request_id,
+                            info={"attempts": e.attempts, "http_status": e.status, "code": e.code})
+        except (ValueError, KeyError, TypeError, OSError) as e:  # an answer we cannot read
+            res = GenResult(status="error", error=f"{self.provider}: unexpected answer "
+                            f"({type(e).__name__}: {scrub(str(e))})")
+        if res.latency_s is None:
+            res.latency_s = time.perf_counter() - t0
+        if journal is not None and not isinstance(self, JobGenerator) and res.status != "error":
+            journal.record_answer(key, self.provider, r.model, _outcome(res), res.image,
+                                  res.provider_request_id)
+        return res
+
+    @staticmethod
+    def _from_journal(journal: Journal, entry: JournalEntry) -> Any:
+        """The result of a paid call a run killed before storing its record already got."""
+        from harness.types import GenResult
+
+        out = dict(entry.outcome or {})
+        image = journal.image(entry) if entry.image_sha256 else None
+        return GenResult(status=out.get("status", "error"), image=image,
+                         refusal_reason=out.get("refusal_reason"), cost_usd=out.get("cost_usd"),
+                         latency_s=out.get("latency_s"),
+                         provider_request_id=out.get("provider_request_id") or entry.job_id,
+                         info=dict(out.get("info") or {}) | {"from_journal": True})
+
+    async def _one(self, http: HTTPClient, r: Any) -> Any:
+        raise NotImplementedError
+
+    def _cost(self, model_id: str, size: str, quality: str | None,
+              info: dict[str, Any]) -> float | None:
+        """Price of one image: the config's ``price_per_image``, else the dated table."""
+        from harness.prices import price_per_image
+
+        if self.price_per_image is not None:  # type: ignore[attr-defined]
+            info["price_source"] = f"models.{self.name}.price_per_image"  # type: ignore[attr-defined]
+            return float(self.price_per_image)  # type: ignore[attr-defined]
+        found = price_per_image(self.provider, model_id, size, quality)
+        info["price_source"] = found[1] if found else None
+        return found[0] if found else None
+
+
+@dataclass
+class APIOptions:
+    """Options every closed-API adapter takes (subclass it to add more or change defaults)."""
+
+    base_url: str = ""
+    """API root (a proxy or the test fake)."""
+    api_key_env: str = ""
+    """Environment variable holding the key (the key itself never goes into config)."""
+    timeout_s: float = 120.0
+    """Seconds to wait for one answer."""
+    max_retries: int = 4
+    """Retries after the first attempt (rate limits, 5xx of reads, connection failures)."""
+    concurrency: int = 4
+    """Requests in flight at once."""
+    rpm: float | None = None
+    """Requests started per minute at most; None: no limit."""
+    backoff_s: float = 1.0
+    """First retry delay (doubles per retry, jittered) when no Retry-After is given."""
+
+
+@dataclass
+class JobOptions(APIOptions):
+    """Options of submit-and-poll adapters."""
+
+    poll_interval_s: float = 1.0
+    """Seconds between status polls of one job."""
+    deadline_s: float = 600.0
+    """Seconds from submit after which a job still running becomes an error result; it stays
+    in the submit journal, so the next run polls it again instead of paying anew."""
+    resubmit_unconfirmed: bool = False
+    """Submit again when a previous run was killed after sending a submit but before its answer
+    was recorded (that job may exist and be billed)."""
+
+
+@dataclass
+class Job:
+    """A provider job being waited for."""
+
+    id: str
+    poll_url: str
+    result_url: str | None = None
+    resumed: bool = False
+    """Found in the submit journal (a previous run submitted it)."""
+
+
+@dataclass
+class JobState:
+    """One poll's reading of a job."""
+
+    status: str
+    """The provider's status word (``Pending``, ``processing``, ``COMPLETED`` ...)."""
+    done: bool
+    """Terminal: finished, failed or refused."""
+    body: Any = None
+
+
+class JobGenerator(APIGenerator):
+    """Submit, record the job in the journal, poll until done, fetch at once.
+
+    Subclasses implement ``_submit`` (the paid call), ``_poll`` and ``_finish`` (turn a
+    terminal state into a result, downloading the image).
+    """
+
+    async def _submit(self, http: HTTPClient, r: Any) -> tuple[Job, dict[str, Any]]:
+        raise NotImplementedError
+
+    async def _poll(self, http: HTTPClient, job: Job) -> JobState:
+        raise NotImplementedError
+
+    async def _finish(self, http: HTTPClient, r: Any, job: Job, state: JobState,
+                      info: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    async def _get_own(self, http: HTTPClient, url: str) -> Response:
+        """GET a URL the provider returned (a polling URL), with the key only on its hosts."""
+        if not same_host(url, http.base_url, self.also_hosts):
+            raise ProviderError(self.provider, None, "untrusted_url", "the provider returned a "
+                                f"status URL on another host ({url.split('?')[0]}); the key is "
+                                "only sent to its API host")
+        return await http.get(url)
+
+    async def _one(self, http: HTTPClient, r: Any) -> Any:
+        from harness.types import GenResult
+
+        o = self.options  # type: ignore[attr-defined]
+        key, journal = r.key(), self._journal
+        entry = journal.find(key) if journal is not None else None
+        info: dict[str, Any] = {}
+        if entry is not None and entry.state == "sending" and not o.resubmit_unconfirmed:
+            return GenResult(status="error", info={"journal": "sending"}, error=(
+                f"{self.provider}: a submit for this image was sent at {entry.created_at} but "
+                "the run stopped before its answer was recorded; the job may exist and be "
+                "billed, so it is not sent again. Check the provider's dashboard, or set "
+                f"models.{self.name}.options.resubmit_unconfirmed=true to submit anew."))  # type: ignore[attr-defined]
+        t0 = time.perf_counter()
+        if entry is not None and entry.state == "submitted" and entry.job_id:
+            job = Job(entry.job_id, entry.poll_url or "", entry.result_url, resumed=True)
+            info["resumed"] = True
+        else:
+            if journal is not None:
+                journal.record_sending(key, self.provider, r.model)
+            try:
+                job, sub_info = await self._submit(http, r)
+            except ProviderError as e:
+                # An answer (any status) means the provider refused to make the job; a request
+                # never sent made none. Only a submit lost in flight stays 'sending'.
+                if journal is not None and (e.never_reached or e.status is not None):
+                    journal.forget(key)
+                raise
+            info |= sub_info
+            if journal is not None:
+                journal.record_submitted(key, job.id, job.poll_url, job.result_url)
+        deadline = time.monotonic() + o.deadline_s
+        polls = 0
+        while True:
+            state = await self._poll(http, job)
+            polls += 1
+            if state.done:
+                break
+            if time.monotonic() >= deadline:
+                return GenResult(
+                    status="error", provider_request_id=job.id, info=info | {"polls": polls},
+                    error=f"{self.provider}: job {job.id} still {state.status} after "
+                          f"{o.deadline_s:g}s (options.deadline_s); it stays in the submit "
+                          "journal, so the next run polls it again instead of submitting")
+            await asyncio.sleep(o.poll_interval_s)
+        info["polls"] = polls
+        res = await self._finish(http, r, job, state, info)
+        res.provider_request_id = res.provider_request_id or job.id
+        res.latency_s = time.perf_counter() - t0
+        if journal is not None:
+            if res.status == "error":
+                journal.forget(key)  # the job failed: a later run may try again
+            else:
+                journal.record_answer(key, self.provider, r.model, _outcome(res), res.image,
+                                      job.id)
+        return res
+
+
+def _outcome(res: Any) -> dict[str, Any]:
+    """What the journal keeps of a result (everything but the image bytes)."""
+    return {"status": res.status, "refusal_reason": res.refusal_reason, "cost_usd": res.cost_usd,
+            "latency_s": res.latency_s, "provider_request_id": res.provider_request_id,
+            "info": res.info}
