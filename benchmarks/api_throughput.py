@@ -2,7 +2,7 @@
 harness costs in CPU per call.
 
 The fake provider server runs in its own process (``harness fake-providers --latency 0.2``), so
-only the harness's own CPU is counted here. The Imagen adapter (one POST per image, a base64
+only the harness's own CPU is counted here. The Gemini adapter (one POST per image, a base64
 PNG in a JSON answer) generates ``--images`` images in one batch with ``concurrency=24``.
 The headline is the time-weighted mean of requests sent and not yet answered, measured by the
 harness's HTTP client from the first request to the last answer; the fake's own count of
@@ -88,12 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from harness.generators.google import GoogleImages
 
-        g = GoogleImages(name="imagen4", label="Imagen 4", model_id="imagen-4.0-generate-001",
+        g = GoogleImages(name="gemini_image", label="Gemini 3.1 Flash Image", model_id="gemini-3.1-flash-image",
                          params={"width": 1024, "height": 1024}, batch_size=args.images,
                          options={"base_url": url + "/v1beta", "concurrency": args.concurrency})
         m = measure(g, url, args.images, args.latency, "g")
         g.close()
-        print(f"imagen (google :predict), {args.images} images, latency {args.latency * 1000:.0f} ms, "
+        print(f"gemini (google :generateContent), {args.images} images, latency {args.latency * 1000:.0f} ms, "
               f"concurrency {args.concurrency}:")
         print(f"  mean requests in flight: {m['in_flight']:.2f} sent and not yet answered (harness); "
               f"{m['server']:.2f} being served (fake server; max {m['max']})")

@@ -8,15 +8,23 @@ moment it happens, so a killed run never pays for the same image twice:
 
 * a one-call answer is recorded (``record_answer``) as it arrives; a resumed run reuses it;
 * a submit is recorded as ``sending`` before it goes out and ``submitted`` with the provider's
-  job id before the wait, so a resumed run polls the job instead of submitting again; a submit
-  whose answer was never recorded is not resent unless ``options.resubmit_unconfirmed``.
+  job id before the wait, so a resumed run polls the job instead of submitting again;
+* a submit whose answer was never recorded (``sending``) is looked for through the provider's
+  list or lookup API (:meth:`JobGenerator._recover`): found, it is polled like a submitted job;
+  proven absent, it is submitted; where the provider cannot tell, it is reported and not resent
+  unless ``options.resubmit_unconfirmed``;
+* a job that finished but whose result could not be fetched (an expired URL even after asking
+  the provider again) stays in the journal: the next run polls it again instead of paying
+  anew, unless ``options.resubmit_expired``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from harness.generators.http import (
@@ -27,11 +35,13 @@ from harness.generators.http import (
     run_sync,
     same_host,
     scrub,
+    scrub_obj,
 )
 
 if TYPE_CHECKING:
     from harness.types import Journal, JournalEntry
 
+log = logging.getLogger(__name__)
 
 class APIGenerator:
     """Mixin for closed-API generators: the key from the environment, one :class:`HTTPClient`,
@@ -56,6 +66,7 @@ class APIGenerator:
 
     _http: HTTPClient | None = None
     _journal: Journal | None = None
+    _breaker: CircuitBreaker | None = None
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()  # type: ignore[misc]
@@ -96,6 +107,7 @@ class APIGenerator:
             timeout_s=o.timeout_s, max_retries=o.max_retries, concurrency=o.concurrency,
             rpm=o.rpm, backoff_s=o.backoff_s, request_id_header=self.request_id_header,
             error_parser=self.error_parser)
+        self._breaker = CircuitBreaker(getattr(o, "circuit_breaker", 0))
 
     def close(self) -> None:
         self._http = None  # drops the key from memory too
@@ -120,16 +132,29 @@ class APIGenerator:
             entry = journal.find(key)
             if entry is not None and entry.state == "done":
                 return self._from_journal(journal, entry)
+        breaker = self._breaker
+        if breaker is None:  # an adapter whose load() builds its own client (Vertex AI)
+            limit = getattr(self.options, "circuit_breaker", 0)  # type: ignore[attr-defined]
+            breaker = self._breaker = CircuitBreaker(limit)
         try:
             res = await self._one(http, r)
         except ProviderError as e:
             res = GenResult(status="error", error=str(e), provider_request_id=e.request_id,
-                            info={"attempts": e.attempts, "http_status": e.status, "code": e.code})
+                            info={"attempts": e.attempts, "http_status": e.status, "code": e.code}
+                            | ({"final": e.final} if e.final else {})
+                            | ({CIRCUIT_OPEN: True} if e.code == "circuit_open" else {}))
         except (ValueError, KeyError, TypeError, OSError) as e:  # an answer we cannot read
             res = GenResult(status="error", error=f"{self.provider}: unexpected answer "
-                            f"({type(e).__name__}: {scrub(str(e))})")
+                            f"({type(e).__name__}: {e})")
         if res.latency_s is None:
             res.latency_s = time.perf_counter() - t0
+        # Whatever an adapter wrote (an exception's text, a provider's message), no key and no
+        # signed URL query reaches a record, a log line or the console.
+        secrets = http.secrets()
+        res.error = scrub(res.error, secrets) if res.error else res.error
+        res.info = scrub_obj(res.info, secrets)
+        if breaker is not None:
+            breaker.record(res, http, self.name)  # type: ignore[attr-defined]
         if journal is not None and not isinstance(self, JobGenerator) and res.status != "error":
             journal.record_answer(key, self.provider, r.model, _outcome(res), res.image,
                                   res.provider_request_id)
@@ -164,6 +189,42 @@ class APIGenerator:
         return found[0] if found else None
 
 
+CIRCUIT_OPEN = "circuit_open"
+"""``GenResult.info`` flag (and :class:`ProviderError` code) of a request not sent because the
+model's circuit breaker is open or the provider refused the key or the account."""
+
+
+class CircuitBreaker:
+    """Counts a model's failed requests in a row; at ``limit`` it sets the client's
+    :attr:`HTTPClient.halt`, so the rest of the model's paid requests in this run fail at once
+    with the reason (no more paid or doomed calls; polls of jobs already paid for go on)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(0, int(limit or 0))
+        self.failures = 0
+        """Failed requests in a row, now."""
+
+    def record(self, res: Any, http: HTTPClient, name: str) -> None:
+        """Count one result: an error adds one, anything else (an image, a refusal) resets."""
+        if res.status != "error":
+            self.failures = 0
+            return
+        info = res.info or {}
+        if info.get(CIRCUIT_OPEN) or info.get("code") == CIRCUIT_OPEN \
+                or info.get("journal") == "sending":
+            return  # not a provider failure: held back here, or left for the user to check
+        self.failures += 1
+        if self.limit and self.failures >= self.limit and http.halt is None:
+            last = str(res.error or "")
+            last = last if len(last) <= 300 else last[:297] + "..."
+            http.halt = (f"the circuit breaker opened after {self.failures} failed requests in "
+                         f"a row (the last: {last}), so the rest of models.{name} is not sent "
+                         "in this run; fix the cause and run again (the run resumes with them). "
+                         f"models.{name}.options.circuit_breaker sets how many failures in a "
+                         "row open it (0: never)")
+            log.warning("%s: %s", name, http.halt)
+
+
 @dataclass
 class APIOptions:
     """Options every closed-API adapter takes (subclass it to add more or change defaults)."""
@@ -182,6 +243,10 @@ class APIOptions:
     """Requests started per minute at most; None: no limit."""
     backoff_s: float = 1.0
     """First retry delay (doubles per retry, jittered) when no Retry-After is given."""
+    circuit_breaker: int = 5
+    """Failed requests in a row after which the rest of this model's requests in this run are
+    not sent (error results that say why; the other models go on, and a later run tries these
+    again). An auth or billing refusal stops them at once. 0: never stop."""
 
 
 @dataclass
@@ -195,7 +260,15 @@ class JobOptions(APIOptions):
     in the submit journal, so the next run polls it again instead of paying anew."""
     resubmit_unconfirmed: bool = False
     """Submit again when a previous run was killed after sending a submit but before its answer
-    was recorded (that job may exist and be billed)."""
+    was recorded, and the provider's list API could not tell whether that job exists (it may,
+    and be billed)."""
+    resubmit_expired: bool = False
+    """Forget a finished job whose result could not be downloaded (its URL expired and the
+    provider gave no fresh one), so the next run pays for a new image; False keeps it in the
+    journal and reports it."""
+    recover_window_s: float = 300.0
+    """Seconds before a lost submit's journal time from which the provider's list of jobs is
+    searched for it (allows for clock skew between this machine and the provider)."""
 
 
 @dataclass
@@ -207,6 +280,24 @@ class Job:
     result_url: str | None = None
     resumed: bool = False
     """Found in the submit journal (a previous run submitted it)."""
+
+
+@dataclass
+class Recovery:
+    """What the provider's list or lookup API says about a submit a killed run sent but never
+    saw answered (its journal entry is ``sending``)."""
+
+    job: Job | None = None
+    """The job that submit made: polled, never submitted again."""
+    absent: bool = False
+    """The provider's list proves no job was made: submitting is not paying twice."""
+    note: str = ""
+    """How it was found, or why the provider cannot tell (for the result and the log)."""
+
+
+KEEP_JOB = "keep_job"
+"""``GenResult.info`` flag: an error result whose job stays in the journal (polled again next
+run, not paid for again), e.g. a finished job whose result URL expired."""
 
 
 @dataclass
@@ -237,6 +328,32 @@ class JobGenerator(APIGenerator):
                       info: dict[str, Any]) -> Any:
         raise NotImplementedError
 
+    async def _recover(self, http: HTTPClient, r: Any, since: datetime) -> Recovery:
+        """Look for the job a lost submit (sent at ``since``, answer never recorded) made,
+        through the provider's list or lookup API. The default: the provider has none."""
+        return Recovery(note=f"{self.provider} offers no API to find a job whose id was never "
+                             "received")
+
+    async def _find_lost(self, http: HTTPClient, r: Any, entry: JournalEntry) -> Recovery:
+        """:meth:`_recover` for a ``sending`` entry; a failed look-up proves nothing."""
+        try:
+            since = datetime.fromisoformat(entry.created_at)
+        except (TypeError, ValueError):
+            return Recovery(note=f"the journal time {entry.created_at!r} is unreadable")
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=timezone.utc)
+        try:
+            rec = await self._recover(http, r, since)
+        except ProviderError as e:
+            return Recovery(note=f"looking for the job failed: {e}")
+        except (ValueError, KeyError, TypeError) as e:  # a list answer we cannot read
+            return Recovery(note=f"looking for the job failed: unexpected answer "
+                                 f"({type(e).__name__}: {scrub(str(e))})")
+        if rec.job is not None:
+            log.info("%s: found job %s of a submit a killed run sent at %s (%s)", self.provider,
+                     rec.job.id, entry.created_at, rec.note)
+        return rec
+
     async def _get_own(self, http: HTTPClient, url: str) -> Response:
         """GET a URL the provider returned (a polling URL), with the key only on its hosts."""
         if not same_host(url, http.base_url, self.also_hosts):
@@ -252,14 +369,27 @@ class JobGenerator(APIGenerator):
         key, journal = r.key(), self._journal
         entry = journal.find(key) if journal is not None else None
         info: dict[str, Any] = {}
-        if entry is not None and entry.state == "sending" and not o.resubmit_unconfirmed:
-            return GenResult(status="error", info={"journal": "sending"}, error=(
-                f"{self.provider}: a submit for this image was sent at {entry.created_at} but "
-                "the run stopped before its answer was recorded; the job may exist and be "
-                "billed, so it is not sent again. Check the provider's dashboard, or set "
-                f"models.{self.name}.options.resubmit_unconfirmed=true to submit anew."))  # type: ignore[attr-defined]
         t0 = time.perf_counter()
-        if entry is not None and entry.state == "submitted" and entry.job_id:
+        found: Job | None = None
+        if entry is not None and entry.state == "sending":
+            rec = await self._find_lost(http, r, entry)
+            info["recovery"] = rec.note
+            if rec.job is not None:
+                found = rec.job
+                assert journal is not None
+                journal.record_submitted(key, found.id, found.poll_url, found.result_url)
+            elif not rec.absent and not o.resubmit_unconfirmed:
+                return GenResult(status="error", info={"journal": "sending",
+                                                       "recovery": rec.note}, error=(
+                    f"{self.provider}: a submit for this image was sent at {entry.created_at} "
+                    f"but the run stopped before its answer was recorded ({rec.note}); the job "
+                    "may exist and be billed, so it is not sent again. Check the provider's "
+                    f"dashboard, or set models.{self.name}.options.resubmit_unconfirmed=true "  # type: ignore[attr-defined]
+                    "to submit anew."))
+        if found is not None:
+            job = found
+            info["resumed"] = True
+        elif entry is not None and entry.state == "submitted" and entry.job_id:
             job = Job(entry.job_id, entry.poll_url or "", entry.result_url, resumed=True)
             info["resumed"] = True
         else:
@@ -295,7 +425,9 @@ class JobGenerator(APIGenerator):
         res.provider_request_id = res.provider_request_id or job.id
         res.latency_s = time.perf_counter() - t0
         if journal is not None:
-            if res.status == "error":
+            if res.status == "error" and res.info.pop(KEEP_JOB, False) and not o.resubmit_expired:
+                pass  # paid and finished, result not fetched: the next run polls it again
+            elif res.status == "error":
                 journal.forget(key)  # the job failed: a later run may try again
             else:
                 journal.record_answer(key, self.provider, r.model, _outcome(res), res.image,

@@ -2,12 +2,20 @@
 
 ``POST /v1/{model}`` (``x-key`` header) answers ``{id, polling_url}``; ``GET polling_url`` says
 ``Pending`` (often many times) until ``Ready``, when ``result.sample`` is a signed URL that
-expires in minutes: the image is fetched the moment it is ready, without the key. ``Request
-Moderated`` and ``Content Moderated`` are refusals (results, never retried); ``Error``,
-``Failed`` and ``Task not found`` are errors.
+expires in minutes (10, per BFL's integration guide): the image is fetched the moment it is
+ready, without the key. ``Request Moderated`` and ``Content Moderated`` are refusals (results,
+never retried); ``Error``, ``Failed`` and ``Task not found`` are errors, with the answer's
+``details`` and, where the answer has one, its top-level ``error`` in the message.
 
 The job id is written to the submit journal before waiting, so a run killed while a
-job is pending polls that job when resumed instead of paying for another.
+job is pending polls that job when resumed instead of paying for another. A Ready job whose
+sample URL has expired (a run resumed late, a slow download) is asked for again with
+``get_result`` (``options.refresh_polls`` times) for a fresh URL; BFL's docs do not say that a
+later ``get_result`` signs a new URL, so when none comes the job stays in the journal, reported,
+and is not paid for again unless ``options.resubmit_expired``.
+
+BFL has no API that lists tasks: a submit whose answer was lost (the run killed while it was
+in flight) cannot be found, and is reported rather than resent (``resubmit_unconfirmed``).
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import dataclasses
 from typing import Any
 
 from harness.errors import ConfigError
-from harness.generators.api import Job, JobGenerator, JobOptions, JobState
+from harness.generators.api import KEEP_JOB, Job, JobGenerator, JobOptions, JobState
 from harness.generators.base import Generator
 from harness.generators.http import HTTPClient, ProviderError, aspect_ratio, detail_error, to_png
 from harness.types import GenRequest, GenResult
@@ -48,6 +56,9 @@ class BFLImages(JobGenerator, Generator):
         """Seconds between polls (BFL suggests 0.5)."""
         concurrency: int = 8
         """Requests in flight at once (BFL allows 24 active tasks per key)."""
+        refresh_polls: int = 2
+        """Times ``get_result`` is asked again for a fresh sample URL when the one it gave
+        could not be downloaded (expired)."""
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -94,19 +105,43 @@ class BFLImages(JobGenerator, Generator):
     async def _finish(self, http: HTTPClient, r: GenRequest, job: Job, state: JobState,
                       info: dict[str, Any]) -> GenResult:
         body = state.body or {}
+        said = {k: body[k] for k in ("details", "error") if body.get(k)}
         if state.status in REFUSALS:
             return GenResult(status="refused", refusal_reason=state.status,
-                             info=info | {"details": body.get("details")})
+                             info=info | {"details": body.get("details")} | said)
         if state.status != "Ready":
-            return GenResult(status="error", info=info | {"details": body.get("details")},
-                             error=f"bfl: job {job.id} ended with status {state.status!r}")
+            why = "; ".join(f"{k}: {v}" for k, v in said.items())
+            return GenResult(status="error", info=info | {"details": body.get("details")} | said,
+                             error=f"bfl: job {job.id} ended with status {state.status!r}"
+                                   + (f" ({why})" if why else ""))
         result = body.get("result") or {}
-        try:
-            got = await http.download(result["sample"])
-        except ProviderError as e:
-            return GenResult(status="error", info=info, error=f"bfl: the sample of job {job.id} "
-                             f"could not be downloaded ({e}); sample URLs expire minutes after "
-                             "the job is ready")
+        got, err, refreshes = None, None, 0
+        while True:
+            try:
+                got = await http.download(result["sample"])
+                break
+            except ProviderError as e:
+                err = e
+            if refreshes >= self.options.refresh_polls:
+                break
+            # A later get_result may carry a freshly signed URL for the same (paid) sample.
+            refreshes += 1
+            again = await self._poll(http, job)
+            if again.status != "Ready":
+                break
+            result = (again.body or {}).get("result") or {}
+        if refreshes:
+            info["sample_refreshes"] = refreshes
+        if got is None:
+            return GenResult(status="error", info=info | {KEEP_JOB: True}, error=(
+                f"bfl: the sample of job {job.id} could not be downloaded ({err}), also after "
+                f"asking get_result {refreshes} more time(s) for a fresh URL; sample URLs expire "
+                "minutes after the job is ready. " + (
+                    "options.resubmit_expired is set: the next run pays for a new image."
+                    if self.options.resubmit_expired else
+                    "The job stays in the submit journal, so the next run asks for it again "
+                    "instead of paying for a new one; set "
+                    f"models.{self.name}.options.resubmit_expired=true to pay for a new image.")))
         if result.get("seed") is not None:
             info["seed"] = result["seed"]
         cost = self._cost(r.model_id, f"{r.width}x{r.height}", None, info)

@@ -4,23 +4,45 @@
 ``status_url`` and ``response_url``; the status goes IN_QUEUE, IN_PROGRESS, COMPLETED (within
 ``options.deadline_s``); the response holds ``images[].url`` (fetched at once) or, with
 ``sync_mode``, data URIs. An image flagged by the safety checker (``has_nsfw_concepts``) is a
-refusal; a failed request (an error answer from ``response_url``) is an error.
+refusal; a failed request is an error: a ``COMPLETED`` status carrying ``error`` /
+``error_type`` (as fal-client's ``Completed`` reads it; a ``content_policy_violation`` type is a
+refusal), or an error answer from ``response_url``.
 
 The request id is written to the submit journal before waiting, so a run killed while
-a request is queued polls it when resumed instead of paying for another.
+a request is queued polls it when resumed instead of paying for another. fal takes no
+client-chosen request id (fal-client's ``submit`` sends only the input, a webhook URL and
+hint/priority/timeout headers), so a submit whose answer was lost is looked for in fal's request
+history (Platform API ``GET /v1/models/requests/by-endpoint`` with ``expand=payloads``) by its
+exact input; a request not listed there may still be queued, so it is reported, not resent.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+from datetime import datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 from harness.errors import ConfigError
-from harness.generators.api import Job, JobGenerator, JobOptions, JobState
+from harness.generators.api import KEEP_JOB, Job, JobGenerator, JobOptions, JobState, Recovery
 from harness.generators.base import Generator
-from harness.generators.http import HTTPClient, ProviderError, detail_error, to_png
+from harness.generators.http import ErrorInfo, HTTPClient, ProviderError, detail_error, to_png
 from harness.types import GenRequest, GenResult
+
+REFUSAL_TYPES = frozenset({"content_policy_violation"})
+"""fal error types that are a refusal (https://docs.fal.ai/errors#content_policy_violation)."""
+HISTORY_PAGES = 20
+"""Pages of request history (100 requests each) searched for a lost submit."""
+
+
+def fal_error(status: int, body: Any, text: str) -> ErrorInfo:
+    """fal's ``{"detail": ...}`` errors; a locked account ("User is locked. Reason: Exhausted
+    balance ...", HTTP 403) is a billing refusal: final, and no more paid requests go."""
+    code, message = detail_error(status, body, text)
+    if status in (402, 403) and "user is locked" in message.lower():
+        return ErrorInfo(code or "user_locked", message, retry=False, final="billing")
+    return ErrorInfo(code, message)
 
 
 class FalImages(JobGenerator, Generator):
@@ -31,6 +53,8 @@ class FalImages(JobGenerator, Generator):
     provider = "fal"
     auth_header = ("Authorization", "Key {key}")
     key_help = "your fal key (from https://fal.ai/dashboard/keys)"
+    also_hosts = ("api.fal.ai",)
+    """fal's Platform API (request history), besides the queue host."""
 
     @dataclasses.dataclass
     class Options(JobOptions):
@@ -40,6 +64,10 @@ class FalImages(JobGenerator, Generator):
         """Environment variable holding the key."""
         poll_interval_s: float = 0.5
         """Seconds between status polls of one request."""
+        platform_url: str | None = None
+        """fal's Platform API root, where a lost submit is looked for in the request history;
+        None: https://api.fal.ai/v1 with fal's own queue, else ``<base_url>/platform/v1`` (a
+        proxy or the test fake)."""
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -47,8 +75,8 @@ class FalImages(JobGenerator, Generator):
             raise ConfigError(f"models.{self.name}.model_id: {self.model_id!r}; use the app id "
                               "as on fal.ai (fal-ai/flux/dev).")
 
-    def error_parser(self, status: int, body: Any, text: str) -> tuple[str | None, str]:
-        return detail_error(status, body, text)
+    def error_parser(self, status: int, body: Any, text: str) -> ErrorInfo:
+        return fal_error(status, body, text)
 
     def _input(self, r: GenRequest) -> dict[str, Any]:
         inp: dict[str, Any] = {"prompt": r.prompt, "seed": r.seed, "num_images": 1,
@@ -74,13 +102,60 @@ class FalImages(JobGenerator, Generator):
         status = str(resp.json.get("status"))
         return JobState(status, status == "COMPLETED", resp.json)
 
+    def _platform(self, http: HTTPClient) -> str:
+        o = self.options
+        if o.platform_url:
+            return o.platform_url.rstrip("/")
+        if urlsplit(http.base_url).hostname == "queue.fal.run":
+            return "https://api.fal.ai/v1"
+        return http.base_url.rstrip("/") + "/platform/v1"
+
+    async def _recover(self, http: HTTPClient, r: GenRequest, since: datetime) -> Recovery:
+        """Find the lost submit in fal's request history by its exact input."""
+        start = (since - timedelta(seconds=self.options.recover_window_s)).astimezone(timezone.utc)
+        query = {"endpoint_id": r.model_id, "start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                 "expand": "payloads", "limit": 100}
+        inp, matches, cursor = self._input(r), [], None
+        for _ in range(HISTORY_PAGES):
+            q = query | ({"cursor": cursor} if cursor else {})
+            data = (await self._get_own(
+                http, f"{self._platform(http)}/models/requests/by-endpoint?{urlencode(q)}")).json
+            matches += [it for it in data.get("items") or [] if it.get("json_input") == inp]
+            cursor = data.get("next_cursor")
+            if not data.get("has_more") or not cursor:
+                break
+        else:
+            if not matches:
+                return Recovery(note=f"not in the first {HISTORY_PAGES} pages of fal's request "
+                                     "history")
+        if not matches:
+            return Recovery(note="not in fal's request history (yet: a request still queued "
+                                 "is listed once it ends)")
+        rid = str(max(matches, key=lambda it: str(it.get("sent_at") or ""))["request_id"])
+        root = "/".join(r.model_id.split("/")[:2])  # the queue path fal-client builds
+        base = f"{http.base_url.rstrip('/')}/{root}/requests/{rid}"
+        return Recovery(job=Job(rid, base + "/status", base),
+                        note=f"found request {rid} in fal's request history")
+
     async def _finish(self, http: HTTPClient, r: GenRequest, job: Job, state: JobState,
                       info: dict[str, Any]) -> GenResult:
-        if (state.body or {}).get("metrics"):
-            info["metrics"] = state.body["metrics"]
+        body = state.body or {}
+        if body.get("metrics"):
+            info["metrics"] = body["metrics"]
+        if body.get("error") or body.get("error_type"):
+            kind, msg = body.get("error_type"), str(body.get("error") or body.get("error_type"))
+            info |= {"error_type": kind}
+            if kind in REFUSAL_TYPES:
+                return GenResult(status="refused", refusal_reason=str(kind),
+                                 info=info | {"refusal_message": msg})
+            return GenResult(status="error", info=info, error=f"fal: request {job.id} "
+                             f"completed with an error{f' [{kind}]' if kind else ''}: {msg}")
         try:
             resp = await self._get_own(http, job.result_url or job.poll_url.rsplit("/status", 1)[0])
         except ProviderError as e:
+            if e.code in REFUSAL_TYPES:
+                return GenResult(status="refused", refusal_reason=str(e.code),
+                                 info=info | {"refusal_message": e.message})
             if e.status is not None and 400 <= e.status < 500:  # the request itself failed
                 return GenResult(status="error", info=info, error=f"fal: request {job.id} "
                                  f"failed: {e.message}")
@@ -102,7 +177,12 @@ class FalImages(JobGenerator, Generator):
             try:
                 raw = (await http.download(url)).content
             except ProviderError as e:
-                return GenResult(status="error", info=info, error=f"fal: the image of request "
-                                 f"{job.id} could not be downloaded ({e})")
+                return GenResult(status="error", info=info | {KEEP_JOB: True}, error=(
+                    f"fal: the image of request {job.id} could not be downloaded ({e}). " + (
+                        "options.resubmit_expired is set: the next run pays for a new image."
+                        if self.options.resubmit_expired else
+                        "The request stays in the submit journal, so the next run fetches its "
+                        "result again instead of paying for a new one; set "
+                        f"models.{self.name}.options.resubmit_expired=true to pay anew.")))
         cost = self._cost(r.model_id, f"{r.width}x{r.height}", None, info)
         return GenResult(status="ok", image=to_png(raw), cost_usd=cost, info=info)

@@ -9,15 +9,27 @@ Retry policy (the part that costs money when wrong):
 
 * Connect errors and connect/pool timeouts are always retried: the request never reached the
   server, so nothing was submitted or billed.
-* 408 and 429 are retried: the provider refused the request before doing any work.
-  ``Retry-After`` (seconds or an HTTP date) and ``retry-after-ms`` are honoured.
+* 408 and 429 are retried: the provider refused the request before doing any work. The wait is
+  the provider's when it states one: ``retry-after-ms`` (OpenAI), ``Retry-After`` (seconds or
+  an HTTP date), else a delay the adapter's error parser read from the body (Gemini's
+  ``google.rpc.RetryInfo``) or from the provider's documented lockout (Stability's 60 s). A
+  stated wait pauses every request of the client, not only the one that was refused.
 * 5xx, read/write timeouts and connections dropped mid-answer are retried only for calls marked
   ``idempotent=True`` (or ``retry_5xx=True`` for 5xx, where the provider documents that a
   failed request did no billable work). A paid submit that may have started is never sent twice.
-* 400, 401, 402, 403, 404, 422 (and every other 4xx) are never retried.
+* 400, 401, 402, 403, 404, 422 (and every other 4xx) are never retried; neither is an answer
+  the adapter's error parser calls final (:class:`ErrorInfo`: OpenAI's ``insufficient_quota``
+  429, billing, auth) or one with ``x-should-retry: false`` (OpenAI's header, as its SDK obeys).
+* After an auth or billing refusal (401, 402, or an answer the parser marks ``auth`` /
+  ``billing``) the client sends no more paid (non-idempotent) requests: they fail at once with
+  code ``circuit_open``. :attr:`HTTPClient.halt` is the same switch for the adapter's circuit
+  breaker (:class:`harness.generators.api.APIGenerator`).
 
 Errors carry the status code and the provider's error code and message, never headers, and
-any secret the client was given is scrubbed from the message.
+every secret the client was given is scrubbed from them (:func:`scrub`: any substring of 6 or
+more characters of a key, masked echoes such as ``sk-abc***...wxyz``, key-shaped strings, URL
+query strings). Log records are scrubbed the same way, and httpx's per-request INFO lines (which
+carry signed result URLs) are kept out of the logs.
 
 httpx is imported only when a session opens, so adapters construct without the ``api`` extra.
 """
@@ -44,38 +56,87 @@ NEVER_RETRY = frozenset({400, 401, 402, 403, 404, 422})
 """Statuses that mean the request itself is wrong (or unpaid, or unauthorised): retrying
 cannot help."""
 
-NOT_SENT = frozenset({"ConnectError", "ConnectTimeout", "PoolTimeout"})
-"""httpx errors raised before a request was sent: the server never saw it."""
+NOT_SENT = frozenset({"ConnectError", "ConnectTimeout", "PoolTimeout", "circuit_open"})
+"""Error codes of requests that were never sent (httpx's errors raised before sending, and
+requests held back by :attr:`HTTPClient.halt`): the server never saw them."""
 
-_KEY_LIKE = re.compile(r"\b(sk|key|r8|fal)[-_][A-Za-z0-9_\-*]{6,}")
-"""Strings shaped like API keys (OpenAI ``sk-...``, Replicate ``r8_...``): scrubbed from provider
-messages even when they are not our key (OpenAI echoes a masked key on 401)."""
+ACCOUNT_FINAL = frozenset({"auth", "billing"})
+"""Final reasons that hold for every later request with the same key: after one, the client
+sends no more paid requests."""
+
+_KEY_LIKE = re.compile(r"\b(?:sk|r8)[-_](?=[A-Za-z0-9_\-]*\d)[A-Za-z0-9_\-]{12,}")
+"""Strings shaped like API keys (OpenAI ``sk-...``, Stability ``sk-...``, Replicate ``r8_...``:
+a prefix, then 12+ key characters with a digit among them): scrubbed from provider messages
+even when they are not our key. Model names (``fal_flux_dev``) do not match."""
+
+_MASKED = re.compile(r"[A-Za-z0-9_\-]*\*{3,}(?:(?:\.{2,3}|\u2026)\**)?[A-Za-z0-9_\-]*")
+"""A key echoed with its middle masked: ``sk-abc***...wxyz``, ``zz9PLAN***\u20261b4d``,
+``sk-VKMIs*****wjh3`` (OpenAI's 401 echoes the first 8 and last 4 characters)."""
+
+_URL_QUERY = re.compile(r"(\bhttps?://[^\s?#'\"<>]+)\?[^\s'\"<>]*")
+"""A URL's query string (signed result URLs carry their signature there)."""
+
+REDACTED = "***"
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """What a provider's error answer means, as the adapter's error parser reads it.
+
+    An error parser returns this (or a plain ``(code, message)`` tuple, which means "decide by
+    the status code")."""
+
+    code: str | None
+    """The provider's error code (``insufficient_quota``, ``RESOURCE_EXHAUSTED`` ...)."""
+    message: str
+    """The provider's message (scrubbed of secrets by the client)."""
+    retry: bool | None = None
+    """False: never retry (whatever the status); True: the provider refused before doing any
+    work, retry like a 429; None: decide by the status code."""
+    delay_s: float | None = None
+    """Seconds the provider asks to wait before a retry, read from the body or its documented
+    lockout (a ``Retry-After`` header, when present, wins)."""
+    final: str | None = None
+    """Why the error is final, when it is: ``auth``, ``billing``, ``policy``, ``quota`` ...
+    (``auth`` and ``billing`` stop the client's later paid requests)."""
 
 
 class ProviderError(Exception):
     """A provider call that failed for good (after any retries).
 
     Attributes:
-        status: HTTP status, or None when no answer came (timeout, connection error).
-        code: The provider's error code (``moderation_blocked``, ``invalid_api_key`` ...).
+        status: HTTP status, or None when no answer came (timeout, connection error, not sent).
+        code: The provider's error code (``moderation_blocked``, ``invalid_api_key`` ...), the
+            httpx error's name, or ``circuit_open`` (held back: see :attr:`HTTPClient.halt`).
         message: The provider's message, with secrets scrubbed.
         attempts: How many times the request was sent.
         request_id: The provider's request id, when the answer carried one.
+        final: Why it was not retried, when the provider's answer says it is final (``auth``,
+            ``billing``, ``policy`` ...).
     """
 
     def __init__(self, provider: str, status: int | None, code: str | None, message: str,
-                 attempts: int = 1, request_id: str | None = None) -> None:
+                 attempts: int = 1, request_id: str | None = None,
+                 final: str | None = None) -> None:
         self.provider = provider
         self.status = status
         self.code = code
         self.message = message
         self.attempts = attempts
         self.request_id = request_id
-        where = f"HTTP {status}" if status is not None else "no answer"
+        self.final = final
         self.never_reached = status is None and code in NOT_SENT
         """True when the request provably never reached the server (nothing was submitted)."""
-        super().__init__(f"{provider}: {where}{f' [{code}]' if code else ''}: {message} "
-                         f"(after {attempts} attempt{'s' if attempts != 1 else ''})")
+        super().__init__(message)
+
+    def __str__(self) -> str:  # built when read: ``message`` may be amended after raising
+        if self.code == "circuit_open":
+            return f"{self.provider}: not sent: {self.message}"
+        where = f"HTTP {self.status}" if self.status is not None else "no answer"
+        final = f" ({self.final} error: not retried)" if self.final else ""
+        return (f"{self.provider}: {where}{f' [{self.code}]' if self.code else ''}: "
+                f"{self.message}{final} (after {self.attempts} "
+                f"attempt{'s' if self.attempts != 1 else ''})")
 
 
 @dataclass
@@ -118,12 +179,96 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def scrub(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """``text`` with every secret and every key-shaped string replaced by ``***``."""
-    for s in secrets:
+MIN_SECRET_PART = 6
+"""Any run of this many characters of a secret is scrubbed (a key cut in two, a prefix echoed)."""
+
+
+def _secret_spans(text: str, secret: str) -> list[tuple[int, int]]:
+    """Spans of ``text`` that are substrings of ``secret`` at least ``MIN_SECRET_PART`` long
+    (the whole secret when it is shorter), longest match first from each position."""
+    n = min(MIN_SECRET_PART, len(secret))
+    grams = {secret[i:i + n] for i in range(len(secret) - n + 1)}
+    spans, i = [], 0
+    while i <= len(text) - n:
+        if text[i:i + n] in grams:
+            j = i + n
+            while j < len(text) and text[i:j + 1] in secret:
+                j += 1
+            spans.append((i, j))
+            i = j
+        else:
+            i += 1
+    return spans
+
+
+def scrub(text: str, secrets: tuple[str, ...] | frozenset[str] = (), *,
+          registered: bool = True) -> str:
+    """``text`` without secrets: masked key echoes (``sk-abc***...wxyz``), every substring of
+    6+ characters of each of ``secrets`` (and, with ``registered``, of every key registered
+    with :func:`register_secret`), key-shaped strings and URL query strings are replaced."""
+    if not text:
+        return text
+    # Whole shapes first (an echo, a key-like token), so that a known piece of a key replaced
+    # inside one cannot leave the rest of it standing.
+    text = _KEY_LIKE.sub(REDACTED, _MASKED.sub(REDACTED, text))
+    for s in {*secrets, *(_SECRETS if registered else ())}:
         if s:
-            text = text.replace(s, "***")
-    return _KEY_LIKE.sub("***", text)
+            spans = _secret_spans(text, s)
+            for a, b in reversed(spans):
+                text = text[:a] + REDACTED + text[b:]
+    return _URL_QUERY.sub(r"\1?" + REDACTED, text)
+
+
+def scrub_obj(value: Any, secrets: tuple[str, ...] = ()) -> Any:
+    """:func:`scrub` applied to every string in nested dicts, lists and tuples."""
+    if isinstance(value, str):
+        return scrub(value, secrets)
+    if isinstance(value, dict):
+        return {k: scrub_obj(v, secrets) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(scrub_obj(v, secrets) for v in value)
+    return value
+
+
+_SECRETS: set[str] = set()
+_LOG_GUARD: list[bool] = []
+
+
+def register_secret(value: str) -> None:
+    """Scrub ``value`` from every later log record of this process and every :func:`scrub`
+    (a key read from the environment). Also keeps httpx's request lines out of the logs."""
+    if value and len(value) >= 4:
+        _SECRETS.add(value)
+    _guard_logs()
+
+
+def _guard_logs() -> None:
+    """Once per process: scrub every log record as it is made (whatever handler writes it:
+    the console, run.log), and keep httpx's INFO line per request (``HTTP Request: GET
+    https://...?...&sig=...``) out: it carries signed result URLs."""
+    if _LOG_GUARD:
+        return
+    _LOG_GUARD.append(True)
+    httpx_log = logging.getLogger("httpx")
+    if httpx_log.level == logging.NOTSET:  # a user who set it explicitly keeps their level
+        httpx_log.setLevel(logging.WARNING)
+    make = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        if _SECRETS or record.name.startswith(("httpx", "httpcore")):
+            try:
+                msg = record.getMessage()
+            except Exception:  # a malformed record: leave it to logging's own error path
+                return record
+            clean = scrub(msg)
+            if clean != msg:
+                record.msg, record.args = clean, None
+            if record.exc_info and not record.exc_text:
+                record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
+        return record
+
+    logging.setLogRecordFactory(factory)
 
 
 class RateLimiter:
@@ -157,10 +302,11 @@ class HTTPClient:
         concurrency: Requests in flight at once.
         rpm: Requests started per minute at most (None: no limit).
         backoff_s: First backoff; doubles per retry, with jitter, capped at ``max_backoff_s``.
-        max_wait_s: A Retry-After longer than this gives up instead of waiting.
+        max_wait_s: A stated wait (Retry-After, a body's retry delay, a lockout) longer than
+            this gives up instead of waiting.
         request_id_header: Header holding the provider's request id.
-        error_parser: ``(status, json_or_None, text) -> (code, message)`` for the provider's
-            error shape.
+        error_parser: ``(status, json_or_None, text) -> (code, message)`` or an
+            :class:`ErrorInfo`, for the provider's error shape and what it means.
     """
 
     def __init__(self, *, provider: str, base_url: str, headers: Mapping[str, str] | None = None,
@@ -172,6 +318,8 @@ class HTTPClient:
         self.base_url = base_url.rstrip("/")
         self._headers = dict(headers or {})
         self._secrets = tuple(v.split(" ", 1)[-1] for v in self._headers.values() if v)
+        for secret in self._secrets:
+            register_secret(secret)
         self.timeout_s = float(timeout_s)
         self.max_retries = max(0, int(max_retries))
         self.concurrency = max(1, int(concurrency))
@@ -184,11 +332,22 @@ class HTTPClient:
         self._client: Any = None
         self._plain: Any = None
         self._sem: asyncio.Semaphore | None = None
+        self.halt: str | None = None
+        """When set, the reason paid (non-idempotent) requests are no longer sent: they fail at
+        once with code ``circuit_open``. Set after an auth or billing refusal, or by the
+        adapter's circuit breaker; reads (polls, downloads) still go."""
+        self._pause_until = 0.0
+        """``time.monotonic()`` before which no request starts (a provider's stated wait)."""
         self.in_flight = 0
         """Requests sent and not yet answered, now."""
         self._flight_area = 0.0
         self._flight_t0: float | None = None
         self._flight_last = 0.0
+
+    def secrets(self) -> tuple[str, ...]:
+        """The secrets this client sends (its header values without the scheme), for
+        :func:`scrub`."""
+        return self._secrets
 
     def __repr__(self) -> str:  # headers hold the key: never show them
         return (f"HTTPClient(provider={self.provider!r}, base_url={self.base_url!r}, "
@@ -270,7 +429,11 @@ class HTTPClient:
             attempt += 1
             wait: float | None = None
             async with self._sem:
+                waited += await self._hold()
                 await self.limiter.wait()
+                if self.halt is not None and not idempotent:  # after the waits: it may be new
+                    raise ProviderError(self.provider, None, "circuit_open", self.halt,
+                                        attempt - 1)
                 try:
                     resp = await self._send(http, method, path, kw)
                 except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
@@ -299,23 +462,51 @@ class HTTPClient:
                                 body = resp.json()
                         return Response(resp.status_code, body, rid, attempt, waited, resp.content,
                                         {k.lower(): v for k, v in resp.headers.items()})
-                    err = self._error(resp, attempt, rid)
-                    s = resp.status_code
-                    retry = (s in (408, 429)) or (s >= 500 and retry_5xx)
+                    err, meaning = self._error(resp, attempt, rid)
+                    retry = self._retryable(resp, meaning, retry_5xx)
                     if retry:
                         wait = parse_retry_after(resp.headers)
+                        if wait is None:
+                            wait = meaning.delay_s
             if not retry or attempt > self.max_retries:
                 raise err
             delay = self.backoff(attempt) if wait is None else wait + random.uniform(0, 0.05)
             if delay > self.max_wait_s:
-                err.message += f" (asked to wait {delay:.0f}s, more than max_wait_s)"
+                err.message += (f" (asked to wait {delay:.0f}s, more than max_wait_s="
+                                f"{self.max_wait_s:g}s)")
                 raise err
-            log.info("%s %s %s: %s; retry %d/%d in %.2fs", self.provider, method,
+            log.info("%s %s %s: %s; retry %d/%d in %.2fs%s", self.provider, method,
                      path.split("?", 1)[0],
                      f"HTTP {err.status}" if err.status else err.code, attempt,
-                     self.max_retries, delay)
-            await asyncio.sleep(delay)
-            waited += delay
+                     self.max_retries, delay, " (the provider's wait)" if wait is not None else "")
+            if wait is not None:
+                # The provider's stated wait holds every request of this client (the others
+                # would only be refused too, and a lockout may grow with each refusal).
+                self._pause_until = max(self._pause_until, time.monotonic() + delay)
+                waited += await self._hold()
+            else:
+                await asyncio.sleep(delay)
+                waited += delay
+
+    async def _hold(self) -> float:
+        """Sleep until no stated wait is pending; returns the seconds slept."""
+        slept = 0.0
+        while (left := self._pause_until - time.monotonic()) > 0:
+            await asyncio.sleep(left)
+            slept += left
+        return slept
+
+    @staticmethod
+    def _retryable(resp: Any, meaning: ErrorInfo, retry_5xx: bool) -> bool:
+        """Whether an error answer may be sent again (module docstring)."""
+        if meaning.retry is False or meaning.final is not None:
+            return False
+        if resp.headers.get("x-should-retry") == "false":  # OpenAI's, obeyed as its SDK does
+            return False
+        if meaning.retry is True:
+            return True
+        s = resp.status_code
+        return s in (408, 429) or (s >= 500 and retry_5xx)
 
     async def _send(self, http: Any, method: str, path: str, kw: dict[str, Any]) -> Any:
         self._flight(+1)
@@ -343,14 +534,32 @@ class HTTPClient:
     def reset_stats(self) -> None:
         self._flight_area, self._flight_t0, self._flight_last = 0.0, None, 0.0
 
-    def _error(self, resp: Any, attempt: int, rid: str | None) -> ProviderError:
+    def _error(self, resp: Any, attempt: int,
+               rid: str | None) -> tuple[ProviderError, ErrorInfo]:
         try:
             body = resp.json()
         except ValueError:
             body = None
-        code, message = self.error_parser(resp.status_code, body, resp.text[:500])
-        return ProviderError(self.provider, resp.status_code, code,
-                             scrub(message, self._secrets), attempt, rid)
+        meaning = as_error_info(self.error_parser(resp.status_code, body, resp.text[:500]))
+        final = meaning.final or {401: "auth", 402: "billing"}.get(resp.status_code)
+        err = ProviderError(self.provider, resp.status_code, meaning.code,
+                            scrub(meaning.message, self._secrets), attempt, rid, final)
+        if final in ACCOUNT_FINAL and self.halt is None:
+            self.halt = (f"an earlier request was refused for {final} reasons (HTTP "
+                         f"{resp.status_code}{f' [{err.code}]' if err.code else ''}: "
+                         f"{err.message}), so no more paid requests are sent in this run; "
+                         "fix the key or the account and run again (the run resumes with "
+                         "the requests not sent)")
+            log.warning("%s: %s", self.provider, self.halt)
+        return err, meaning
+
+
+def as_error_info(parsed: ErrorInfo | tuple[str | None, str]) -> ErrorInfo:
+    """An error parser's answer as an :class:`ErrorInfo` (a tuple is ``(code, message)``)."""
+    if isinstance(parsed, ErrorInfo):
+        return parsed
+    code, message = parsed
+    return ErrorInfo(code, message)
 
 
 _SSL: list[Any] = []

@@ -1,4 +1,9 @@
-"""OpenAI Images API (gpt-image-1, dall-e-3): generations, and edits for inpainting.
+"""OpenAI Images API (the GPT image models): generations, and edits for inpainting.
+
+Which models exist, which are retired, and which sizes, qualities and body fields each takes
+come from the installed official ``openai`` SDK's types (:mod:`harness.generators.openai_spec`),
+not from a table here: a config naming a model the SDK lists as retired or shut down fails when
+it is built, before any request, with the SDK's date and replacement.
 
 The key is read from the environment variable named by ``options.api_key_env`` when the first
 batch runs (constructing never needs it) and lives only in the HTTP client's headers: never in
@@ -16,32 +21,45 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, did_you_mean
 from harness.generators.api import APIGenerator, APIOptions
 from harness.generators.base import Generator
-from harness.generators.http import HTTPClient, ProviderError, to_png
+from harness.generators.http import ErrorInfo, HTTPClient, ProviderError, default_error, to_png
+from harness.generators.openai_spec import ImagesSpec, sdk_spec
 from harness.types import GenRequest, GenResult
 
-SIZES = {
-    "gpt-image": ("1024x1024", "1536x1024", "1024x1536"),
-    "dall-e-3": ("1024x1024", "1792x1024", "1024x1792"),
-    "dall-e-2": ("256x256", "512x512", "1024x1024"),
-}
-"""Sizes each model family accepts (https://platform.openai.com/docs/api-reference/images)."""
-
-QUALITIES = {
-    "gpt-image": ("low", "medium", "high", "auto"),
-    "dall-e-3": ("standard", "hd"),
-    "dall-e-2": ("standard",),
-}
+BODY_FIELDS = frozenset({"model", "prompt", "size", "n", "stream"})
+"""Fields the adapter sets itself (or never: it reads one JSON answer, not a stream);
+``params.extra`` may set any other field the SDK's ``ImageGenerateParams`` lists."""
 
 REFUSAL_CODES = frozenset({"moderation_blocked", "content_policy_violation",
                            "content_filter", "safety_violations"})
 """Error codes that mean the provider declined the prompt: a result, never retried."""
 
+BILLING_CODES = frozenset({"insufficient_quota", "credit_balance_exhausted",
+                           "organization_spend_limit_exceeded", "project_spend_limit_exceeded",
+                           "organization_usage_limit_exceeded"})
+"""``error.type`` / ``error.code`` values of a refusal for money, not speed: a 429 with type
+``insufficient_quota`` ("You exceeded your current quota, please check your plan and billing
+details": https://help.openai.com/en/articles/6891831) and the codes that name which limit
+(OpenAI's error-codes guide, as quoted by
+https://learn.microsoft.com/microsoft-cloud/dev/dev-proxy/concepts/openai-insufficient-quota).
+Retrying cannot help until someone adds credit or raises the limit."""
 
-def _family(model_id: str) -> str:
-    return "gpt-image" if model_id.startswith("gpt-image") else model_id
+
+def openai_error(status: int, body: Any, text: str) -> ErrorInfo:
+    """OpenAI's ``{"error": {"message", "type", "param", "code"}}``: billing refusals (a 429 like
+    a rate limit) are final; refusals of the prompt are final (results, not errors)."""
+    code, message = default_error(status, body, text)
+    e = body.get("error") if isinstance(body, dict) else None
+    kinds = {str(e.get(k)) for k in ("type", "code") if e.get(k)} if isinstance(e, dict) else set()
+    if kinds & BILLING_CODES:
+        return ErrorInfo(code, message, retry=False, final="billing")
+    if code == "invalid_api_key":
+        return ErrorInfo(code, message, retry=False, final="auth")
+    if kinds & REFUSAL_CODES:
+        return ErrorInfo(code, message, retry=False, final="policy")
+    return ErrorInfo(code, message)
 
 
 class OpenAIImages(APIGenerator, Generator):
@@ -54,6 +72,9 @@ class OpenAIImages(APIGenerator, Generator):
     key_help = "your OpenAI API key (sk-...)"
     request_id_header = "x-request-id"
 
+    def error_parser(self, status: int, body: Any, text: str) -> ErrorInfo:
+        return openai_error(status, body, text)
+
     @dataclasses.dataclass
     class Options(APIOptions):
         base_url: str = "https://api.openai.com/v1"
@@ -61,33 +82,23 @@ class OpenAIImages(APIGenerator, Generator):
         api_key_env: str = "OPENAI_API_KEY"
         """Environment variable holding the key (the key itself never goes into config)."""
         timeout_s: float = 180.0
-        """Seconds to wait for one answer (gpt-image-1 at high quality can take a minute+)."""
+        """Seconds to wait for one answer (high quality and large sizes can take a minute+)."""
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
-        fam = _family(self.model_id)
-        size = f"{self.params.get('width', 1024)}x{self.params.get('height', 1024)}"
-        valid = SIZES.get(fam)
-        if valid is not None and size not in valid:
-            raise ConfigError(
-                f"models.{self.name}.params: {self.model_id} does not make {size} images. "
-                f"Valid width x height: {', '.join(valid)}.")
-        q = self.request_params().get("quality")
-        if q is not None and fam in QUALITIES and q not in QUALITIES[fam]:
-            raise ConfigError(f"models.{self.name}.params.extra.quality: {q!r} is not a quality "
-                              f"of {self.model_id}. Valid: {', '.join(QUALITIES[fam])}.")
+        check_config(self.name, self.model_id, int(self.params.get("width", 1024)),
+                     int(self.params.get("height", 1024)), self.request_params(), sdk_spec())
 
     # -- one request ----------------------------------------------------------------------
 
     def _body(self, r: GenRequest) -> dict[str, Any]:
-        fam = _family(r.model_id)
+        # No response_format: the SDK calls it a legacy field of retired models that GPT image
+        # models do not take (they always answer base64); check_config refuses it in extra.
         body: dict[str, Any] = {"model": r.model_id, "prompt": r.prompt,
                                 "size": f"{r.width}x{r.height}", "n": 1}
         for k, v in dict(r.params).items():
             if v is not None:
                 body[k] = v
-        if fam != "gpt-image":  # gpt-image always answers base64 and rejects the parameter
-            body["response_format"] = "b64_json"
         return body
 
     async def _one(self, http: HTTPClient, r: GenRequest) -> GenResult:
@@ -133,8 +144,7 @@ class OpenAIImages(APIGenerator, Generator):
             info["revised_prompt"] = item["revised_prompt"]
         if resp.json.get("usage"):
             info["usage"] = resp.json["usage"]
-        quality = body.get("quality") or ("standard" if _family(r.model_id) == "dall-e-3" else None)
-        cost = self._cost(r.model_id, str(body["size"]), quality, info)
+        cost = self._cost(r.model_id, str(body["size"]), body.get("quality"), info)
         return GenResult(status="ok", image=image, latency_s=latency, cost_usd=cost,
                          provider_request_id=resp.request_id, info=info)
 
@@ -148,8 +158,6 @@ class OpenAIImages(APIGenerator, Generator):
                              f"has {', '.join(sorted(extra))}")
         if "init_image" not in controls:
             raise ValueError("a mask needs an init_image (the picture to inpaint)")
-        if _family(r.model_id) == "dall-e-3":
-            raise ValueError("dall-e-3 has no edits endpoint; use gpt-image-1 for inpainting")
         init = controls["init_image"]
         image = load_rgb(find_input(init["sha256"], init.get("path")), r.width, r.height)
         files: dict[str, Any] = {"image": ("image.png", _png(image), "image/png")}
@@ -157,8 +165,45 @@ class OpenAIImages(APIGenerator, Generator):
             m = controls["mask"]
             mask = load_mask(find_input(m["sha256"], m.get("path")), r.width, r.height)
             files["mask"] = ("mask.png", _png(openai_mask(mask)), "image/png")
-        data = {k: str(v) for k, v in body.items() if k != "response_format"}
+        data = {k: str(v) for k, v in body.items()}
         return data, files
+
+
+def check_config(name: str, model_id: str, width: int, height: int, extra: Mapping[str, Any],
+                 spec: ImagesSpec) -> None:
+    """Refuse, before any request, what the SDK says OpenAI will not take: a retired or unknown
+    model, a size or quality the model does not make, a body field it does not have."""
+    where = f"models.{name}"
+    gone = spec.retired.get(model_id)
+    if gone is not None:
+        current = ", ".join(gone.replacements or spec.current)
+        raise ConfigError(f"{where}.model_id: {gone.message()} (current models: {current}). "
+                          f"Source: {gone.model!r} is listed as deprecated by the installed "
+                          f"openai SDK {spec.sdk_version} (openai/types/image_model.py).")
+    if model_id not in spec.models:
+        raise ConfigError(f"{where}.model_id: {model_id!r} is not an image model of the installed "
+                          f"openai SDK {spec.sdk_version}.{did_you_mean(model_id, spec.current)} "
+                          "If OpenAI released it after this SDK, upgrade: pip install -U openai")
+    bad_size = spec.size_error(model_id, width, height)
+    if bad_size:
+        raise ConfigError(f"{where}.params: {model_id} does not make {width}x{height} images. "
+                          f"{bad_size}")
+    for key in extra:
+        if key in spec.legacy_params:
+            raise ConfigError(f"{where}.params.extra.{key}: the openai SDK calls {key} a legacy "
+                              "field of retired models that GPT image models do not take; "
+                              "remove it (they always answer base64).")
+        if key in BODY_FIELDS or key not in spec.params:
+            valid = sorted(spec.params - BODY_FIELDS - spec.legacy_params)
+            raise ConfigError(f"{where}.params.extra.{key}: not a field the harness can set in "
+                              f"an Images API request.{did_you_mean(key, valid)}")
+    q = extra.get("quality")
+    valid_q = spec.qualities_of(model_id)
+    if q is not None and q not in valid_q:
+        why = (" (the SDK lists it as a quality of retired DALL-E models only)"
+               if q in spec.deprecated_qualities else "")
+        raise ConfigError(f"{where}.params.extra.quality: {q!r} is not a quality of "
+                          f"{model_id}{why}. Valid: {', '.join(valid_q)}.")
 
 
 def openai_mask(mask: Any) -> Any:

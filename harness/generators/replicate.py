@@ -9,32 +9,50 @@ that failed because the safety checker flagged the image (``NSFW content detecte
 refusal; any other failure an error.
 
 ``options.prefer_wait`` sends ``Prefer: wait=N`` (the answer holds the output when it is done
-within N seconds); the job id is then known only when that answer comes, so a run killed
-during the wait cannot resume the job (it reports the unconfirmed submit instead).
+within N seconds); the job id is then known only when that answer comes.
+
+A submit whose answer was lost (a run killed with it in flight, or during a ``Prefer: wait``)
+is looked for in ``GET /v1/predictions?created_after=...`` (newest first, 100 a page): the
+prediction of the same model or version with exactly our input is polled, not paid for again.
+Replicate takes no client tag on a prediction (only webhook settings), so the input is the
+match. When the list proves there is none, the image is submitted; when it cannot tell (API
+inputs are removed after an hour: ``data_removed``), the submit is reported, not resent.
+An output that could not be downloaded keeps its prediction in the journal (reported, not
+paid for again, unless ``options.resubmit_expired``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+from datetime import datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import urlencode
 
 from harness.errors import ConfigError
-from harness.generators.api import Job, JobGenerator, JobOptions, JobState
+from harness.generators.api import KEEP_JOB, Job, JobGenerator, JobOptions, JobState, Recovery
 from harness.generators.base import Generator
 from harness.generators.http import HTTPClient, ProviderError, aspect_ratio, to_png
 from harness.types import GenRequest, GenResult
 
 FINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
 _NSFW = re.compile(r"nsfw|safety checker|sensitive", re.IGNORECASE)
+LIST_PAGES = 20
+"""Pages of ``GET /v1/predictions`` (100 predictions each) searched for a lost submit."""
 
 
-def _replicate_error(status: int, body: Any, text: str) -> tuple[str | None, str]:
+def replicate_error(status: int, body: Any, text: str) -> tuple[str | None, str]:
     """``{"title": ..., "detail": ..., "status": 422, "invalid_fields": [...]}``."""
     if isinstance(body, dict) and ("detail" in body or "title" in body):
         title = body.get("title")
         return (str(title) if title else None), str(body.get("detail") or title or text)
     return None, text or f"HTTP {status}"
+
+
+def _utc(value: str) -> datetime:
+    """An ISO 8601 time as Replicate writes it (``...Z``; Python 3.10 reads no ``Z``)."""
+    t = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
 class ReplicateImages(JobGenerator, Generator):
@@ -78,7 +96,7 @@ class ReplicateImages(JobGenerator, Generator):
         """Final states that came with a ``Prefer: wait`` submit answer, by prediction id."""
 
     def error_parser(self, status: int, body: Any, text: str) -> tuple[str | None, str]:
-        return _replicate_error(status, body, text)
+        return replicate_error(status, body, text)
 
     def _input(self, r: GenRequest) -> dict[str, Any]:
         inp: dict[str, Any] = {"prompt": r.prompt, "seed": r.seed, "output_format": "png"}
@@ -116,6 +134,49 @@ class ReplicateImages(JobGenerator, Generator):
         status = str(data.get("status"))
         return JobState(status, status in FINAL, data)
 
+    async def _recover(self, http: HTTPClient, r: GenRequest, since: datetime) -> Recovery:
+        """Find the lost submit's prediction in the list of predictions by model and input."""
+        after = since - timedelta(seconds=self.options.recover_window_s)
+        url: str | None = (f"{http.base_url}/predictions?" + urlencode(
+            {"created_after": after.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")}))
+        inp, matches, removed = self._input(r), [], 0
+        for _ in range(LIST_PAGES):
+            if url is None:
+                break
+            data = (await self._get_own(http, url)).json
+            older = False
+            for p in data.get("results") or []:
+                created = _utc(str(p.get("created_at")))
+                if created < after:
+                    older = True  # newest first: the rest is older still
+                    continue
+                if p.get("source", "api") != "api" or not self._same_model(p, r):
+                    continue
+                if p.get("data_removed") or p.get("input") is None:
+                    removed += 1
+                elif p["input"] == inp:
+                    matches.append((created, p))
+            url = None if older else data.get("next")
+        else:
+            if url is not None and not matches:
+                return Recovery(note=f"not in the first {LIST_PAGES} pages of the prediction "
+                                     "list")
+        if matches:
+            p = max(matches, key=lambda m: m[0])[1]
+            pid = str(p["id"])
+            return Recovery(job=Job(pid, str((p.get("urls") or {}).get("get")
+                                             or f"{http.base_url}/predictions/{pid}")),
+                            note=f"found prediction {pid} in the prediction list")
+        if removed:
+            return Recovery(note=f"{removed} prediction(s) of this model since then had their "
+                                 "input removed (after an hour), so the list cannot tell")
+        return Recovery(absent=True, note="no prediction with this input in the prediction list")
+
+    def _same_model(self, p: dict[str, Any], r: GenRequest) -> bool:
+        if r.revision:
+            return str(p.get("version", "")).rsplit(":", 1)[-1] == r.revision
+        return p.get("model") == r.model_id
+
     async def _finish(self, http: HTTPClient, r: GenRequest, job: Job, state: JobState,
                       info: dict[str, Any]) -> GenResult:
         data = state.body or {}
@@ -138,8 +199,14 @@ class ReplicateImages(JobGenerator, Generator):
         try:
             got = await http.download(url)
         except ProviderError as e:
-            return GenResult(status="error", info=info, error=f"replicate: the output of "
-                             f"prediction {job.id} could not be downloaded ({e})")
+            return GenResult(status="error", info=info | {KEEP_JOB: True}, error=(
+                f"replicate: the output of prediction {job.id} could not be downloaded ({e}); "
+                "outputs of API predictions are removed an hour after they finish. " + (
+                    "options.resubmit_expired is set: the next run pays for a new image."
+                    if self.options.resubmit_expired else
+                    "The prediction stays in the submit journal, so the next run fetches it "
+                    "again instead of paying for a new one; set "
+                    f"models.{self.name}.options.resubmit_expired=true to pay anew.")))
         seed = re.search(r"seed:\s*(\d+)", str(data.get("logs") or ""), re.IGNORECASE)
         if seed:
             info["seed"] = int(seed.group(1))

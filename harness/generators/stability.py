@@ -19,7 +19,7 @@ from typing import Any
 from harness.errors import ConfigError
 from harness.generators.api import APIGenerator, APIOptions
 from harness.generators.base import Generator
-from harness.generators.http import HTTPClient, ProviderError, aspect_ratio, to_png
+from harness.generators.http import ErrorInfo, HTTPClient, ProviderError, aspect_ratio, to_png
 from harness.types import GenRequest, GenResult
 
 ASPECTS = ("16:9", "1:1", "21:9", "2:3", "3:2", "4:5", "5:4", "9:16", "9:21")
@@ -29,13 +29,27 @@ SERVICES = {"stable-image-core": "core", "stable-image-ultra": "ultra",
 REFUSAL_CODES = frozenset({"content_moderation"})
 
 
-def _stability_error(status: int, body: Any, text: str) -> tuple[str | None, str]:
-    """``{"id": ..., "name": "bad_request", "errors": ["prompt: cannot be empty"]}``."""
+LOCKOUT_S = 60.0
+"""Stability's stated lockout after a rate limit: "150 requests per 10 seconds. Exceeding this
+limit results in a 429 response, followed by a timeout lasting 60 seconds"
+(https://stabilityplatform.freshdesk.com/support/solutions/articles/150000186026). Retrying
+sooner only meets the same lockout, so a 429 waits it out (all requests of the model)."""
+
+
+def stability_error(status: int, body: Any, text: str,
+                     lockout_s: float = LOCKOUT_S) -> ErrorInfo:
+    """``{"id": ..., "name": "bad_request", "errors": ["prompt: cannot be empty"]}``; a 429
+    waits out the lockout; a refused prompt (``content_moderation``) is final."""
+    code, msg = None, text or f"HTTP {status}"
     if isinstance(body, dict) and ("name" in body or "errors" in body):
         errs = body.get("errors") or []
-        msg = "; ".join(str(e) for e in errs) if isinstance(errs, list) else str(errs)
-        return (str(body["name"]) if body.get("name") else None), msg or text
-    return None, text or f"HTTP {status}"
+        msg = ("; ".join(str(e) for e in errs) if isinstance(errs, list) else str(errs)) or msg
+        code = str(body["name"]) if body.get("name") else None
+    if status == 429:
+        return ErrorInfo(code, msg, delay_s=lockout_s)
+    if code in REFUSAL_CODES:
+        return ErrorInfo(code, msg, retry=False, final="policy")
+    return ErrorInfo(code, msg)
 
 
 class StabilityImages(APIGenerator, Generator):
@@ -56,6 +70,9 @@ class StabilityImages(APIGenerator, Generator):
         response: str = "image"
         """``image`` (``accept: image/*``: raw bytes, finish reason and seed in headers) or
         ``json`` (base64 in a JSON body)."""
+        lockout_s: float = LOCKOUT_S
+        """Seconds a 429 waits before the next request (Stability's stated lockout, unless the
+        answer carries a Retry-After)."""
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -71,8 +88,8 @@ class StabilityImages(APIGenerator, Generator):
             raise ConfigError(f"models.{self.name}.options.response: {self.options.response!r}; "
                               "use image or json.")
 
-    def error_parser(self, status: int, body: Any, text: str) -> tuple[str | None, str]:
-        return _stability_error(status, body, text)
+    def error_parser(self, status: int, body: Any, text: str) -> ErrorInfo:
+        return stability_error(status, body, text, self.options.lockout_s)
 
     def _form(self, r: GenRequest) -> dict[str, str]:
         form = {"prompt": r.prompt, "aspect_ratio": self.aspect, "output_format": "png",

@@ -11,9 +11,8 @@ import numpy as np
 from harness.leaderboard.cost import GpuPrice, cost_table, plot_cost
 from harness.store import Store, StoreError
 
-REFERENCE_APIS = (  # compared with when the run itself has no API model
-    ("openai", "gpt-image-1", "medium", "1024x1024"),
-    ("openai", "dall-e-3", "standard", "1024x1024"),
+REFERENCE_APIS = (  # compared with when the run itself has no API model (current, priced)
+    ("openai", "gpt-image-1-mini", "medium", "1024x1024"),
 )
 
 

@@ -88,10 +88,48 @@ def test_error_status_is_an_error_and_forgotten(fake, store):
     assert StoreJournal(store).find(req(g, "boom").key()) is None  # a new run may try again
 
 
-def test_expired_sample_url_is_an_error_that_says_so(fake):
+def test_error_status_reads_the_top_level_error_field(fake, store):
+    # BFL's answer for a failed task can carry a top-level "error" (the issue observed it being
+    # dropped); the poll answer here is scripted in that shape.
+    fake.push("bfl.poll", Fault(200, {"id": "x", "status": "Error", "result": None,
+                                      "progress": None, "details": None,
+                                      "error": "Internal server error: CUDA out of memory"}))
+    g = make(fake, store=store)
+    res = one(g)
+    assert res.status == "error" and "'Error'" in res.error
+    assert "CUDA out of memory" in res.error and res.info["error"].startswith("Internal")
+    assert StoreJournal(store).find(req(g).key()) is None
+
+
+def test_expired_sample_url_is_fetched_again_with_a_fresh_url(fake, store):
     fake.set_outcome("late", "expired")
-    res = one(make(fake), "late")
+    g = make(fake, store=store)
+    res = one(g, "late")
+    assert res.status == "ok", res.error
+    assert res.image == prompt_png("late") and res.info["sample_refreshes"] == 1
+    assert fake.calls["bfl.submit"] == 1 and fake.calls["bfl.sample"] == 2
+    assert StoreJournal(store).find(req(g, "late").key()).state == "done"
+
+
+def test_a_sample_that_stays_expired_keeps_the_job_and_is_not_paid_twice(fake, store):
+    fake.set_outcome("gone", "gone")
+    g = make(fake, store=store)
+    res = one(g, "gone")
     assert res.status == "error" and "HTTP 403" in res.error and "expire" in res.error
+    assert "resubmit_expired" in res.error and res.info["sample_refreshes"] == 2
+    assert "keep_job" not in res.info
+    entry = StoreJournal(store).find(req(g, "gone").key())
+    assert entry.state == "submitted"  # paid for: the next run asks again, never resubmits
+    again = one(make(fake, store=store), "gone")
+    assert again.status == "error" and again.info["resumed"] is True
+    assert fake.calls["bfl.submit"] == 1
+    # Asked to, the user pays for a new image: the job is forgotten and the next run submits.
+    given_up = one(make(fake, store=store, resubmit_expired=True), "gone")
+    assert given_up.status == "error" and "next run pays" in given_up.error
+    assert StoreJournal(store).find(req(g, "gone").key()) is None
+    fake.set_outcome("gone", None)
+    fresh = one(make(fake, store=store), "gone")
+    assert fresh.status == "ok" and fake.calls["bfl.submit"] == 2
 
 
 def test_429_on_submit_is_retried_and_makes_one_job(fake):
@@ -136,6 +174,7 @@ def test_a_submit_lost_in_flight_is_not_sent_again_unless_asked(fake, store):
     assert StoreJournal(store).find(req(g).key()).state == "sending"
     again = one(make(fake, store=store))
     assert again.status == "error" and "resubmit_unconfirmed" in again.error
+    assert "bfl offers no API to find a job" in again.error
     assert fake.calls["bfl.submit"] == 1
     forced = one(make(fake, store=store, resubmit_unconfirmed=True))
     assert forced.status == "ok" and fake.calls["bfl.submit"] == 2

@@ -72,10 +72,31 @@ def test_failed_request_is_an_error_and_forgotten(fake, store):
     assert StoreJournal(store).find(req(g, "boom").key()) is None
 
 
-def test_expired_image_url(fake):
+def test_expired_image_url_keeps_the_request_in_the_journal(fake, store):
     fake.set_outcome("late", "expired")
-    res = one(make(fake), "late")
-    assert res.status == "error" and "HTTP 403" in res.error
+    g = make(fake, store=store)
+    res = one(g, "late")
+    assert res.status == "error" and "HTTP 403" in res.error and "resubmit_expired" in res.error
+    assert StoreJournal(store).find(req(g, "late").key()).state == "submitted"
+    again = one(make(fake, store=store), "late")
+    assert again.status == "error" and again.info["resumed"] and fake.calls["fal.submit"] == 1
+
+
+@pytest.mark.parametrize("outcome, status, kind", [
+    ("runner_error", "error", "runner_server_error"),
+    ("policy", "refused", "content_policy_violation")])
+def test_completed_status_carrying_an_error(fake, store, outcome, status, kind):
+    fake.set_outcome("x", outcome)
+    g = make(fake, store=store)
+    res = one(g, "x")
+    assert res.status == status and res.info["error_type"] == kind and res.image is None
+    if status == "refused":
+        assert res.refusal_reason == kind and "flagged" in res.info["refusal_message"]
+        assert StoreJournal(store).find(req(g, "x").key()).state == "done"
+    else:
+        assert kind in res.error and "internal server error" in res.error
+        assert StoreJournal(store).find(req(g, "x").key()) is None
+    assert fake.calls["fal.result"] == 0 and fake.calls["fal.submit"] == 1
 
 
 def test_unknown_app_is_a_404_error(fake):

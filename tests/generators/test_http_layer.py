@@ -12,7 +12,7 @@ from harness.testing.fakes import Fault
 
 KEY = "sk-http-layer-secret-0123456789"
 GEN = "/v1/images/generations"
-BODY = {"model": "gpt-image-1", "prompt": "a red cube", "size": "1024x1024", "quality": "low"}
+BODY = {"model": "gpt-image-1-mini", "prompt": "a red cube", "size": "1024x1024", "quality": "low"}
 
 
 def client(fake, **kw):
@@ -145,7 +145,8 @@ def test_retry_after_longer_than_max_wait_gives_up(fake):
 
 
 def test_scrub_removes_secrets_and_key_shapes():
-    assert scrub("bad key sk-abc123456789 and mine", ("mine",)) == "bad key *** and ***"
+    assert (scrub("bad key sk-abc123456789 and mine", ("mine",), registered=False)
+            == "bad key *** and ***")
 
 
 def test_run_sync_inside_a_running_loop():

@@ -15,6 +15,7 @@ from PIL import Image
 from harness import cli
 from harness.errors import ConfigError
 from harness.generators.openai_images import OpenAIImages
+from harness.generators.openai_spec import sdk_spec
 from harness.testing.fakes import Fault
 
 KEY = "sk-planted-test-key-7f3a9c2e5b1d"
@@ -23,7 +24,7 @@ GEN = "/v1/images/generations"
 EDIT = "/v1/images/edits"
 
 
-def make(fake, model_id="gpt-image-1", width=1024, height=1024, quality="medium", **options):
+def make(fake, model_id="gpt-image-1-mini", width=1024, height=1024, quality="medium", **options):
     opts = {"base_url": fake.url + "/v1", "backoff_s": 0.01, "timeout_s": 5} | options
     return OpenAIImages(name="m", label="M", model_id=model_id,
                         params={"width": width, "height": height, "extra": {"quality": quality}},
@@ -40,12 +41,12 @@ def test_happy_path_png_request_id_cost(fake):
     assert res.image[:8] == b"\x89PNG\r\n\x1a\n"
     Image.open(io.BytesIO(res.image)).verify()
     assert res.provider_request_id.startswith("req_")
-    assert res.cost_usd == pytest.approx(0.042)
+    assert res.cost_usd == pytest.approx(0.011)  # gpt-image-1-mini, medium, 1024x1024
     assert res.info["price_source"]["as_of"] and res.info["usage"]["output_tokens"]
     assert res.latency_s > 0 and res.info["attempts"] == 1
     sent = fake.requests[0].json
-    assert sent == {"model": "gpt-image-1", "prompt": "a red cube", "size": "1024x1024",
-                    "quality": "medium", "n": 1}
+    assert sent == {"model": "gpt-image-1-mini", "prompt": "a red cube", "size": "1024x1024",
+                    "quality": "medium", "n": 1}  # no response_format: GPT image models refuse it
 
 
 def test_batch_runs_concurrently_and_in_order(fake):
@@ -94,8 +95,8 @@ def test_missing_key_names_the_variable(fake, monkeypatch):
 
 
 @pytest.mark.parametrize("fault, model, quality, code", [
-    (Fault.moderation(), "gpt-image-1", "medium", "moderation_blocked"),
-    (Fault.content_policy(), "dall-e-3", "standard", "content_policy_violation"),
+    (Fault.moderation(), "gpt-image-1-mini", "medium", "moderation_blocked"),
+    (Fault.content_policy(), "gpt-image-2.5-sunburst", "high", "content_policy_violation"),
 ])
 def test_moderation_is_a_refusal_not_retried(fake, fault, model, quality, code):
     fake.push_for_prompt("something forbidden", fault)
@@ -111,27 +112,73 @@ def test_timeout_on_submit_is_an_error_sent_once(fake):
     assert fake.calls[GEN] == 1  # never billed twice
 
 
-def test_dalle3_revised_prompt_and_b64(fake):
-    res = one(make(fake, model_id="dall-e-3", quality="hd", width=1792, height=1024))
+@pytest.mark.parametrize("model", sorted(sdk_spec().retired))
+def test_a_retired_model_fails_at_construction_with_the_sdks_date_and_replacement(fake, model):
+    gone = sdk_spec().retired[model]
+    with pytest.raises(ConfigError) as e:
+        make(fake, model_id=model)
+    msg = str(e.value)
+    assert f"{model} was {gone.verb} on {gone.on.isoformat()}; use {gone.use}" in msg
+    assert "models.m.model_id" in msg and "openai SDK" in msg
+    assert fake.calls[GEN] == 0
+
+
+def test_the_retirement_messages_name_the_dates_the_sdk_gives():
+    # Read from openai/types/image_model.py of the installed SDK; these two are what 3.57 says.
+    msgs = {m: r.message() for m, r in sdk_spec().retired.items()}
+    assert msgs["dall-e-3"] == "dall-e-3 was retired on 2026-05-12; use a GPT image model"
+    assert msgs["gpt-image-1"] == ("gpt-image-1 was shut down on 2026-10-23; use "
+                                   "gpt-image-2.5-sunburst or gpt-image-2.5-flare")
+
+
+def test_an_unknown_model_suggests_the_current_ones(fake):
+    with pytest.raises(ConfigError, match=r"'gpt-image-25-sunburst' is not an image model.*"
+                       r"Did you mean 'gpt-image-2.5-sunburst'.*pip install -U openai"):
+        make(fake, model_id="gpt-image-25-sunburst")
+
+
+def test_free_size_on_a_2_5_model_goes_through_unpriced(fake):
+    res = one(make(fake, model_id="gpt-image-2.5-sunburst-2026-09-08", quality="xhigh",
+                   width=1536, height=864))
     assert res.status == "ok", res.error
-    assert res.info["revised_prompt"].endswith("a red cube")
-    assert fake.requests[0].json["response_format"] == "b64_json"
-    assert res.cost_usd == pytest.approx(0.12)
+    assert fake.requests[0].json["size"] == "1536x864"
+    assert "response_format" not in fake.requests[0].json
+    assert res.cost_usd is None and res.info["price_source"] is None  # no official price row
 
 
 @pytest.mark.parametrize("model, w, h, valid", [
-    ("gpt-image-1", 512, 512, "1024x1024, 1536x1024, 1024x1536"),
-    ("dall-e-3", 1536, 1024, "1024x1024, 1792x1024, 1024x1792"),
+    ("gpt-image-1-mini", 512, 512, "Valid width x height: 1024x1024, 1536x1024, 1024x1536"),
+    ("gpt-image-1-mini", 1536, 864, "Valid width x height: 1024x1024, 1536x1024, 1024x1536"),
+    ("gpt-image-2.5-flare", 1000, 1000, "divisible by 16"),
+    ("gpt-image-2", 3072, 864, r"aspect ratio between 1:3 and 3:1"),
+    ("gpt-image-2", 4096, 2048, r"at most 3840x2160"),
 ])
-def test_bad_size_is_a_config_error_listing_valid_sizes(fake, model, w, h, valid):
+def test_bad_size_is_a_config_error_saying_what_the_sdk_allows(fake, model, w, h, valid):
     with pytest.raises(ConfigError, match=f"does not make {w}x{h}.*{valid}"):
-        make(fake, model_id=model, width=w, height=h,
-             quality="medium" if model.startswith("gpt") else "standard")
+        make(fake, model_id=model, width=w, height=h)
 
 
-def test_bad_quality_is_a_config_error(fake):
-    with pytest.raises(ConfigError, match="Valid: standard, hd"):
-        make(fake, model_id="dall-e-3", quality="medium")
+@pytest.mark.parametrize("model, quality, match", [
+    ("gpt-image-1-mini", "xhigh", "Valid: low, medium, high, auto"),
+    ("gpt-image-2", "max", "Valid: low, medium, high, auto"),
+    ("gpt-image-2.5-flare", "standard", "retired DALL-E models only"),
+])
+def test_bad_quality_is_a_config_error(fake, model, quality, match):
+    with pytest.raises(ConfigError, match=match):
+        make(fake, model_id=model, quality=quality)
+
+
+@pytest.mark.parametrize("extra, match", [
+    ({"response_format": "b64_json"}, "legacy field of retired models"),
+    ({"style": "vivid"}, "legacy field of retired models"),
+    ({"qualty": "low"}, "Did you mean 'quality'"),
+    ({"size": "1024x1024"}, "not a field the harness can set"),
+])
+def test_extra_fields_are_checked_against_the_sdks_params(fake, extra, match):
+    with pytest.raises(ConfigError, match=match):
+        OpenAIImages(name="m", label="M", model_id="gpt-image-1-mini",
+                     params={"width": 1024, "height": 1024, "extra": extra},
+                     options={"base_url": fake.url + "/v1"})
 
 
 def _control(tmp_path, kind, im):
@@ -160,25 +207,45 @@ def test_inpainting_sends_an_alpha_mask_transparent_where_harness_mask_is_white(
 
 
 def test_official_sdk_parses_the_fake(fake):
+    import openai
     from openai import OpenAI
 
     client = OpenAI(api_key=KEY, base_url=fake.url + "/v1", max_retries=0)
-    r = client.images.generate(model="gpt-image-1", prompt="a red cube", size="1024x1024",
+    r = client.images.generate(model="gpt-image-1-mini", prompt="a red cube", size="1024x1024",
                                quality="low", n=1)
     assert base64.b64decode(r.data[0].b64_json)[:4] == b"\x89PNG"
     assert r.usage.output_tokens > 0 and r.created > 0
-    r3 = client.images.generate(model="dall-e-3", prompt="a red cube", size="1024x1024",
-                                response_format="b64_json")
-    assert r3.data[0].revised_prompt
-    import openai
+    assert r.quality == "low" and r.size == "1024x1024" and r.output_format == "png"
+    r2 = client.images.generate(model="gpt-image-2.5-sunburst", prompt="a red cube",
+                                size="1536x864", quality="max", output_format="webp")
+    assert r2.size == "1536x864" and r2.quality == "max" and r2.output_format == "webp"
+    assert base64.b64decode(r2.data[0].b64_json)[:4] == b"RIFF"
+    with pytest.raises(openai.BadRequestError) as e:  # the SDK: unsupported for GPT image models
+        client.images.generate(model="gpt-image-2", prompt="x", response_format="b64_json")
+    assert e.value.code == "unknown_parameter" and e.value.param == "response_format"
+    with pytest.raises(openai.NotFoundError) as e:  # retired: the SDK's docstring says so
+        client.images.generate(model="dall-e-3", prompt="x", size="1024x1024")
+    assert e.value.code == "model_not_found"
 
     fake.push(GEN, Fault.moderation())
     with pytest.raises(openai.BadRequestError) as e:
-        client.images.generate(model="gpt-image-1", prompt="x")
+        client.images.generate(model="gpt-image-1-mini", prompt="x")
     assert e.value.code == "moderation_blocked"
     with pytest.raises(openai.AuthenticationError):
         OpenAI(api_key="sk-wrong", base_url=fake.url + "/v1", max_retries=0).images.generate(
-            model="gpt-image-1", prompt="x")
+            model="gpt-image-1-mini", prompt="x")
+
+
+def test_official_sdk_edits_against_the_fake(fake):
+    from openai import OpenAI
+
+    client = OpenAI(api_key=KEY, base_url=fake.url + "/v1", max_retries=0)
+    buf = io.BytesIO()
+    Image.new("RGB", (1024, 1024), (10, 200, 30)).save(buf, format="PNG")
+    r = client.images.edit(model="gpt-image-2.5-flare", image=("in.png", buf.getvalue(), "image/png"),
+                           prompt="add a cat", size="1024x1024", quality="xhigh")
+    assert base64.b64decode(r.data[0].b64_json)[:4] == b"\x89PNG" and r.quality == "xhigh"
+    assert fake.calls[EDIT] == 1 and fake.requests[0].form["model"] == "gpt-image-2.5-flare"
 
 
 def test_key_never_leaks_into_repr_describe_results_or_logs(fake, caplog):
@@ -214,7 +281,7 @@ def test_paid_answers_are_journaled_at_once_so_a_killed_batch_is_not_paid_again(
     assert journal.find(req(g, "x").key()) is None  # a later run may send it again
     entry = journal.find(req(g, "a red cube").key())
     assert entry.state == "done" and entry.provider == "openai" and journal.image(entry) == first[1].image
-    assert entry.outcome["cost_usd"] == pytest.approx(0.042)
+    assert entry.outcome["cost_usd"] == pytest.approx(0.011)
     # A run killed before the runner stored these records: the next one reuses them.
     g2 = make(fake)
     g2.attach_journal(StoreJournal(store))

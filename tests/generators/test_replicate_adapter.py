@@ -85,10 +85,15 @@ def test_failed_and_canceled_are_errors(fake, store, outcome, word):
     assert StoreJournal(store).find(req(g, "x").key()) is None
 
 
-def test_expired_output_url_is_an_error(fake):
+def test_expired_output_url_keeps_the_prediction_in_the_journal(fake, store):
     fake.set_outcome("late", "expired")
-    res = one(make(fake), "late")
-    assert res.status == "error" and "HTTP 403" in res.error
+    g = make(fake, store=store)
+    res = one(g, "late")
+    assert res.status == "error" and "HTTP 403" in res.error and "resubmit_expired" in res.error
+    assert StoreJournal(store).find(req(g, "late").key()).state == "submitted"
+    again = one(make(fake, store=store), "late")
+    assert again.status == "error" and again.info["resumed"]
+    assert fake.calls["replicate.create"] == 1
 
 
 def test_429_throttle_then_ok_and_5xx_on_poll_retried(fake):

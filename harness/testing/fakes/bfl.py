@@ -1,8 +1,13 @@
 """Black Forest Labs (Flux): submit, the polling URL, and expiring sample URLs.
 
 Outcomes (:meth:`FakeProviders.set_outcome`): "moderated" (Request Moderated),
-"content_moderated" (Content Moderated), "failed" (Error), "expired" (the sample URL has already
-expired), "pending:N".
+"content_moderated" (Content Moderated), "failed" (Error), "expired" (the first sample URL
+handed out has already expired; a later ``get_result`` signs a fresh one), "gone" (every sample
+URL handed out has expired), "pending:N".
+
+Each Ready ``get_result`` signs a new sample URL valid for ``sample_ttl_s``. BFL documents that
+sample URLs expire (10 minutes) but not whether a later ``get_result`` re-signs them; "expired"
+and "gone" are the two possibilities, so a client is tested against both.
 """
 
 from __future__ import annotations
@@ -92,11 +97,11 @@ def _bfl_result(fake: FakeProviders, req: Request) -> Reply:
                                "details": {"Moderation Reasons": ["NSFW"]}})
     if job.outcome == "failed":
         return Reply(200, d | {"status": "Error", "details": {"error": "Generation failed"}})
-    if not job.result_urls:
-        fmt = str(job.params.get("output_format") or "jpeg")
-        job.result_urls = [fake.host_file(prompt_image(job.prompt, fmt), MIME[fmt],
-                                          "bfl-delivery", fmt, expired=job.outcome == "expired")]
+    fmt = str(job.params.get("output_format") or "jpeg")
+    expired = job.outcome == "gone" or (job.outcome == "expired" and not job.result_urls)
+    job.result_urls.append(fake.host_file(prompt_image(job.prompt, fmt), MIME[fmt],
+                                          "bfl-delivery", fmt, expired=expired))
     now = time.time()
     return Reply(200, d | {"status": "Ready", "result": {
-        "sample": job.result_urls[0], "prompt": job.prompt, "seed": job.seed,
+        "sample": job.result_urls[-1], "prompt": job.prompt, "seed": job.seed,
         "start_time": job.created, "end_time": now, "duration": round(now - job.created, 3)}})

@@ -2,12 +2,24 @@
 ``https://queue.fal.run``).
 
 Outcomes (:meth:`FakeProviders.set_outcome`): "moderated" (has_nsfw_concepts: [true]),
-"failed" (the result is an error), "expired" (image URLs already expired), "pending:N".
+"failed" (the result is an error), "runner_error" (``COMPLETED`` carrying ``error`` and
+``error_type``, as fal-client's ``Completed`` reads them; the result is that error),
+"policy" (likewise with ``error_type: content_policy_violation``), "expired" (image URLs
+already expired), "pending:N".
+
+The Platform API's request history, ``GET /fal/platform/v1/models/requests/by-endpoint``
+(``https://api.fal.ai/v1/models/requests/by-endpoint``: ``endpoint_id``, ``start``, ``end``,
+``status``, ``request_id``, ``expand=payloads``, ``limit`` (default 50, max 100), ``cursor``;
+answers ``items``, ``next_cursor``, ``has_more``), lists a request once it has ended (the list
+is of ended requests, sorted by end time; here newest first). A job nobody polls still ends
+once it is old enough (``job_seconds``) and not held.
 """
 
 from __future__ import annotations
 
 import base64
+import time
+from datetime import datetime, timezone
 from typing import Any
 
 from harness.testing.fakes.server import (
@@ -46,6 +58,8 @@ def fal_routes(fake: FakeProviders) -> None:
                name="fal.status", prompt_of=no_prompt, **kw)
     fake.route("GET", "/fal/{owner}/{app}/requests/{rid}", _fal_result, name="fal.result",
                prompt_of=no_prompt, **kw)
+    fake.route("GET", "/fal/platform/v1/models/requests/by-endpoint", _fal_history,
+               name="fal.history", prompt_of=no_prompt, **kw)
     fake.route("POST", "/fal/{app:path}", _fal_submit, name="fal.submit", **kw)
     fake.route("GET", "/fal-media/{token}.{ext}", file_route, name="fal.file", auth=None,
                error=fal_error, prompt_of=no_prompt)
@@ -84,12 +98,74 @@ def _fal_status(fake: FakeProviders, req: Request) -> Reply:
     job.polls += 1
     urls = _fal_urls(fake, job)
     if job.ready(fake):
-        return Reply(200, {"status": "COMPLETED", "request_id": job.id, **urls, "logs": None,
-                           "metrics": {"inference_time": 0.42}})
+        done = {"status": "COMPLETED", "request_id": job.id, **urls, "logs": None,
+                "metrics": {"inference_time": 0.42}}
+        return Reply(200, done | _FAILED_STATUS.get(job.outcome or "", {}))
     if job.polls <= job.pending_polls // 2:
         return Reply(202, {"status": "IN_QUEUE", "request_id": job.id, **urls,
                            "queue_position": job.pending_polls // 2 - job.polls})
     return Reply(202, {"status": "IN_PROGRESS", "request_id": job.id, **urls, "logs": None})
+
+
+_FAILED_STATUS = {
+    "runner_error": {"error": "The runner encountered an internal server error.",
+                     "error_type": "runner_server_error"},
+    "policy": {"error": "The content was flagged by a content checker.",
+               "error_type": "content_policy_violation"},
+}
+"""What a ``COMPLETED`` status of a failed request adds (error types from fal's request-errors
+and errors pages)."""
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e6):06d}Z"
+
+
+def _utc(value: str) -> float:
+    """Seconds since the epoch of an ISO 8601 date or date-time (UTC unless it says)."""
+    t = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _ended(fake: FakeProviders, job: Job) -> bool:
+    return "fal" not in fake.held and time.time() - job.created >= fake.job_seconds
+
+
+def _fal_history(fake: FakeProviders, req: Request) -> Reply:
+    q = req.query
+    endpoints = {e for e in q.get("endpoint_id", "").split(",") if e}
+    if not endpoints:
+        return Reply(422, {"detail": [{"loc": ["query", "endpoint_id"], "msg": "Field required",
+                                       "type": "missing"}]})
+    try:
+        start = _utc(q["start"]) if "start" in q else time.time() - 86400
+        end = _utc(q["end"]) if "end" in q else None
+        limit = int(q.get("limit") or 50)
+        page = int(base64.b64decode(q["cursor"]).decode()) if q.get("cursor") else 0
+    except ValueError as e:
+        return Reply(422, {"detail": [{"loc": ["query"], "msg": str(e), "type": "value_error"}]})
+    if not 1 <= limit <= 100:
+        return Reply(422, {"detail": [{"loc": ["query", "limit"], "msg": "Input should be "
+                                       "between 1 and 100", "type": "value_error"}]})
+    jobs = sorted((j for j in list(fake.jobs.values()) if j.provider == "fal"
+                   and j.params["app"] in endpoints and _ended(fake, j)
+                   and j.created >= start and (end is None or j.created < end)
+                   and q.get("request_id", j.id) == j.id),
+                  key=lambda j: j.created, reverse=True)
+    chunk = jobs[page * limit:(page + 1) * limit]
+    items = []
+    for j in chunk:
+        failed = j.outcome in ("failed", *_FAILED_STATUS)
+        item = {"request_id": j.id, "endpoint_id": j.params["app"], "sent_at": _iso(j.created),
+                "started_at": _iso(j.created + 0.01), "ended_at": _iso(j.created + 0.43),
+                "status_code": 422 if failed else 200, "duration": 0.42}
+        if "payloads" in q.get("expand", "").split(","):
+            item |= {"json_input": j.params["input"], "json_output": None}
+        items.append(item)
+    more = len(jobs) > (page + 1) * limit
+    return Reply(200, {"items": items, "has_more": more,
+                       "next_cursor": base64.b64encode(str(page + 1).encode()).decode()
+                       if more else None})
 
 
 def _fal_result(fake: FakeProviders, req: Request) -> Reply:
@@ -101,6 +177,11 @@ def _fal_result(fake: FakeProviders, req: Request) -> Reply:
     if job.outcome == "failed":
         return Reply(422, {"detail": [{"loc": ["body"], "msg": "Generation failed: the model "
                                        "raised an error", "type": "runtime_error"}]})
+    if job.outcome in _FAILED_STATUS:
+        err = _FAILED_STATUS[job.outcome]
+        return Reply(500 if job.outcome == "runner_error" else 422,
+                     {"detail": err["error"], "error_type": err["error_type"]},
+                     {"X-Fal-Error-Type": err["error_type"]})
     inp = job.params["input"]
     fmt = str(inp.get("output_format") or "jpeg")
     size = inp.get("image_size", "landscape_4_3")

@@ -1,4 +1,7 @@
-"""Google: Imagen (``:predict``) and Gemini image models (``:generateContent``).
+"""Google: Imagen (``:predict``) and Gemini image models (``:generateContent``), on the Gemini
+API (``/v1beta/models/{model}``, key in ``x-goog-api-key``) and on Vertex AI
+(``/{v1,v1beta1}/projects/{project}/locations/{location}/publishers/google/models/{model}``,
+``Authorization: Bearer <token>``; the fake's key stands for the token).
 
 Outcomes (:meth:`FakeProviders.set_outcome`): "moderated" (Imagen: filtered, with
 raiFilteredReason when includeRaiReason; Gemini: finishReason IMAGE_SAFETY), any Gemini
@@ -22,7 +25,11 @@ _GOOGLE_MESSAGES = {429: "Resource has been exhausted (e.g. check quota).",
                          "https://developers.generativeai.google/guide/troubleshooting",
                     503: "The model is overloaded. Please try again later."}
 IMAGEN_ASPECTS = ("1:1", "3:4", "4:3", "9:16", "16:9")
-GEMINI_ASPECTS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
+GEMINI_ASPECTS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9",
+                  "1:8", "8:1", "1:4", "4:1")
+"""google-genai's ``ImageConfigAspectRatio`` (from Google's API spec); a test checks it."""
+GEMINI_IMAGE_SIZES = ("1K", "2K", "4K", "512")
+"""google-genai's ``ImageConfigImageSize``; a test checks it."""
 GEMINI_FINISH_REFUSALS = ("IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT", "IMAGE_OTHER", "NO_IMAGE",
                           "IMAGE_RECITATION", "SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII",
                           "RECITATION", "OTHER")
@@ -57,6 +64,21 @@ def _deny() -> Reply:
 AUTH = Auth(_goog_key, _deny)
 
 
+def _bearer(h: Any, q: dict[str, str], key: str) -> bool:
+    return h.get("authorization") == f"Bearer {key}"
+
+
+def _deny_vertex() -> Reply:
+    # Vertex AI answers a missing or bad OAuth token with 401 UNAUTHENTICATED.
+    return Reply(401, {"error": {"code": 401, "message": "Request had invalid authentication "
+                                 "credentials. Expected OAuth 2 access token, login cookie or "
+                                 "other valid authentication credential.",
+                                 "status": "UNAUTHENTICATED"}})
+
+
+VERTEX_AUTH = Auth(_bearer, _deny_vertex)
+
+
 def _predict_prompt(req: Request) -> str | None:
     inst = (req.json or {}).get("instances") if isinstance(req.json, dict) else None
     if isinstance(inst, list) and inst and isinstance(inst[0], dict):
@@ -78,16 +100,21 @@ def _contents_prompt(req: Request) -> str | None:
 
 def google_routes(fake: FakeProviders) -> None:
     """``POST /{v1beta,v1}/models/{model}:predict`` (Imagen) and ``:generateContent`` (Gemini);
-    also under ``/{version}/publishers/google/models/{model}`` (Vertex AI express mode)."""
-    for prefix in ("/{version}/models/{model}", "/{version}/publishers/google/models/{model}"):
+    also under ``/{version}/publishers/google/models/{model}`` (Vertex AI express mode, key) and
+    ``/{version}/projects/{project}/locations/{location}/publishers/google/models/{model}``
+    (Vertex AI with a bearer token)."""
+    vertex = "/{version}/projects/{project}/locations/{location}/publishers/google/models/{model}"
+    for prefix, auth in (("/{version}/models/{model}", AUTH),
+                         ("/{version}/publishers/google/models/{model}", AUTH),
+                         (vertex, VERTEX_AUTH)):
         fake.route("POST", prefix + ":predict", _google_predict, name="google.predict",
-                   auth=AUTH, error=google_error, prompt_of=_predict_prompt)
+                   auth=auth, error=google_error, prompt_of=_predict_prompt)
         fake.route("POST", prefix + ":generateContent", _google_generate_content,
-                   name="google.generateContent", auth=AUTH, error=google_error,
+                   name="google.generateContent", auth=auth, error=google_error,
                    prompt_of=_contents_prompt)
 
 
-PROVIDER = Provider("google", google_routes, "/v1beta", "GEMINI_API_KEY", "imagen4")
+PROVIDER = Provider("google", google_routes, "/v1beta", "GEMINI_API_KEY", "gemini_image")
 
 
 def _google_predict(fake: FakeProviders, req: Request) -> Reply:
@@ -137,6 +164,10 @@ def _google_generate_content(fake: FakeProviders, req: Request) -> Reply:
     ar = (gc.get("imageConfig") or {}).get("aspectRatio", "1:1")
     if ar not in GEMINI_ASPECTS:
         return _google_bad(f"Unsupported aspect ratio: {ar}.")
+    size = (gc.get("imageConfig") or {}).get("imageSize", "1K")
+    if size not in GEMINI_IMAGE_SIZES:
+        return _google_bad(f"Unsupported image size: {size}. Supported: "
+                           f"{', '.join(GEMINI_IMAGE_SIZES)}.")
     if "IMAGE" in modalities and "image" not in model:
         return _google_bad("The requested combination of response modalities (IMAGE) is not "
                            "supported by the model.")

@@ -1,4 +1,8 @@
-"""Replicate predictions: create (by model or by version), get, and the output files.
+"""Replicate predictions: create (by model or by version), get, list, and the output files.
+
+``GET /v1/predictions`` lists the predictions newest first, 100 a page, with ``next`` and
+``previous`` cursor URLs and the ``created_after`` (at or after) / ``created_before`` (before)
+filters of Replicate's OpenAPI spec (``PredictionListParams``); each result carries ``source``.
 
 Outcomes (:meth:`FakeProviders.set_outcome`): "moderated" (failed: NSFW content detected),
 "failed", "canceled", "expired" (output URLs already expired), "pending:N".
@@ -8,7 +12,9 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import urlencode
 
 from harness.testing.fakes.server import (
     MIME,
@@ -66,6 +72,8 @@ def replicate_routes(fake: FakeProviders) -> None:
                prompt_of=_input_prompt, **kw)
     fake.route("GET", "/v1/predictions/{id}", _replicate_get, name="replicate.get",
                prompt_of=no_prompt, **kw)
+    fake.route("GET", "/v1/predictions", _replicate_list, name="replicate.list",
+               prompt_of=no_prompt, **kw)
     fake.route("GET", "/replicate-delivery/{token}.{ext}", file_route, name="replicate.file",
                auth=None, error=replicate_error, prompt_of=no_prompt)
 
@@ -110,6 +118,42 @@ def _replicate_create(fake: FakeProviders, req: Request) -> Reply:
         if left <= limit:
             job.polls = job.pending_polls + 1
     return Reply(201, _replicate_state(fake, job))
+
+
+PAGE = 100
+"""Predictions per page of the list, as Replicate's reference says."""
+
+
+def _when(value: str) -> float | None:
+    try:
+        t = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+    except ValueError:
+        return None
+    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _replicate_list(fake: FakeProviders, req: Request) -> Reply:
+    after = _when(req.query["created_after"]) if "created_after" in req.query else None
+    before = _when(req.query["created_before"]) if "created_before" in req.query else None
+    if (after is None and "created_after" in req.query) or (
+            before is None and "created_before" in req.query):
+        return Reply(400, replicate_error(400, "created_after and created_before take an ISO "
+                                               "8601 date-time"))
+    jobs = sorted((j for j in list(fake.jobs.values()) if j.provider == "replicate"
+                   and (after is None or j.created >= after)
+                   and (before is None or j.created < before)),
+                  key=lambda j: j.created, reverse=True)
+    page = int(req.query.get("cursor") or 0)
+    chunk = jobs[page * PAGE:(page + 1) * PAGE]
+
+    def link(n: int) -> str:
+        q = {k: v for k, v in req.query.items() if k != "cursor"} | {"cursor": str(n)}
+        return f"{fake.url}/v1/predictions?{urlencode(q)}"
+
+    return Reply(200, {"next": link(page + 1) if len(jobs) > (page + 1) * PAGE else None,
+                       "previous": link(page - 1) if page > 0 else None,
+                       "results": [_replicate_state(fake, j) | {"source": "api"}
+                                   for j in chunk]})
 
 
 def _replicate_get(fake: FakeProviders, req: Request) -> Reply:

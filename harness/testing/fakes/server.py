@@ -53,14 +53,38 @@ class Fault:
 
     @classmethod
     def rate_limit(cls, retry_after: float | str | None = None,
-                   retry_after_ms: int | None = None) -> Fault:
-        """429; ``retry_after`` in seconds, or a string sent as is (an HTTP date)."""
+                   retry_after_ms: int | None = None,
+                   body: dict[str, Any] | None = None) -> Fault:
+        """429; ``retry_after`` in seconds, or a string sent as is (an HTTP date);
+        ``body``: the provider's error body (None: its usual 429 shape)."""
         h = {}
         if retry_after is not None:
             h["Retry-After"] = retry_after if isinstance(retry_after, str) else f"{retry_after:g}"
         if retry_after_ms is not None:
             h["retry-after-ms"] = str(retry_after_ms)
-        return cls(429, None, h)
+        return cls(429, body, h)
+
+    @classmethod
+    def retry_info(cls, retry_delay: str | float) -> Fault:
+        """Google's 429 with the wait in the body only (no Retry-After header): a
+        ``google.rpc.Status`` whose details hold a ``google.rpc.RetryInfo``. ``retry_delay`` is
+        a ``google.protobuf.Duration`` in JSON form (``"30s"``), or seconds."""
+        delay = retry_delay if isinstance(retry_delay, str) else f"{retry_delay:.3f}s"
+        return cls(429, {"error": {
+            "code": 429, "message": "Resource has been exhausted (e.g. check quota).",
+            "status": "RESOURCE_EXHAUSTED",
+            "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                         "retryDelay": delay}]}})
+
+    @classmethod
+    def insufficient_quota(cls) -> Fault:
+        """OpenAI's billing refusal: a 429 like a rate limit, but final
+        (https://help.openai.com/en/articles/6891831)."""
+        return cls(429, error_body(
+            "You exceeded your current quota, please check your plan and billing details. For "
+            "more information on this error, read the docs: "
+            "https://platform.openai.com/docs/guides/error-codes/api-errors.",
+            "insufficient_quota", "insufficient_quota"))
 
     @classmethod
     def server_error(cls, status: int = 500) -> Fault:
@@ -131,6 +155,9 @@ class Auth:
     check: Callable[[Any, dict[str, str], str], bool]
     """(headers (case-insensitive), query, key) -> authorised."""
     deny: Callable[[], Reply]
+    deny_key: Callable[[Any], Reply] | None = None
+    """(headers) -> the answer to a wrong key, for providers that echo the key they were sent
+    (partly masked); None: ``deny()``."""
 
 
 @dataclass
@@ -271,6 +298,7 @@ class FakeProviders:
         self._port = port
         self._faults: dict[str, deque[Fault]] = {}
         self._prompt_faults: dict[str, deque[Fault]] = {}
+        self._windows: dict[str, tuple[float, Callable[[float], Fault]]] = {}
         self._outcomes: dict[str, str] = {}
         self._seeds = itertools.count(1000)
         self._lock = threading.Lock()
@@ -308,6 +336,13 @@ class FakeProviders:
         with self._lock:
             self._faults.setdefault(path, deque()).extend(faults)
 
+    def fault_window(self, path: str, seconds: float, make: Callable[[float], Fault]) -> None:
+        """For the next ``seconds``, every call to ``path`` (a literal path or a route name)
+        that has no queued fault is answered with ``make(seconds_left)``: a quota window, a
+        lockout (``lambda left: Fault.retry_info(left)``)."""
+        with self._lock:
+            self._windows[path] = (time.monotonic() + seconds, make)
+
     def push_for_prompt(self, prompt: str, *faults: Fault) -> None:
         """Queue faults for the next calls with this prompt (one each)."""
         with self._lock:
@@ -334,6 +369,7 @@ class FakeProviders:
             self.requests.clear()
             self._faults.clear()
             self._prompt_faults.clear()
+            self._windows.clear()
             self._outcomes.clear()
             self.jobs.clear()
             self._area, self._t_first, self._t_last, self._max_in_flight = 0.0, None, 0.0, 0
@@ -497,6 +533,13 @@ class FakeProviders:
                 fault = self._faults[path].popleft()
             elif route and self._faults.get(route.name):
                 fault = self._faults[route.name].popleft()
+            else:
+                now = time.monotonic()
+                for name in (path, route.name if route else None):
+                    until, make = self._windows.get(name or "", (0.0, None))
+                    if make is not None and now < until:
+                        fault = make(until - now)
+                        break
         if self.latency_s and self._stop.wait(self.latency_s):
             return
         rid = f"req_{uuid.uuid4().hex[:24]}"
@@ -504,7 +547,8 @@ class FakeProviders:
             reply = Reply(404, error_body(f"Invalid URL ({method} {path})",
                                           "invalid_request_error", None))
         elif route.auth is not None and not route.auth.check(h.headers, query, self.api_key):
-            reply = route.auth.deny()
+            deny_key = route.auth.deny_key
+            reply = deny_key(h.headers) if deny_key is not None else route.auth.deny()
         elif fault is not None:
             if fault.delay_s and self._stop.wait(fault.delay_s):
                 return  # server stopping: drop the connection
