@@ -88,13 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from harness.generators.google import GoogleImages
 
-        g = GoogleImages(name="gemini_image", label="Gemini 3.1 Flash Image", model_id="gemini-3.1-flash-image",
+        g = GoogleImages(name="gemini_image", label="Gemini 3.1 Flash Image",
+                         model_id="gemini-3.1-flash-image",
                          params={"width": 1024, "height": 1024}, batch_size=args.images,
                          options={"base_url": url + "/v1beta", "concurrency": args.concurrency})
         m = measure(g, url, args.images, args.latency, "g")
         g.close()
-        print(f"gemini (google :generateContent), {args.images} images, latency {args.latency * 1000:.0f} ms, "
-              f"concurrency {args.concurrency}:")
+        print(f"gemini (google :generateContent), {args.images} images, "
+              f"latency {args.latency * 1000:.0f} ms, concurrency {args.concurrency}:")
         print(f"  mean requests in flight: {m['in_flight']:.2f} sent and not yet answered (harness); "
               f"{m['server']:.2f} being served (fake server; max {m['max']})")
         print(f"  images/s: {m['images_s']:.1f} (ideal {args.concurrency / args.latency:.1f}); "
