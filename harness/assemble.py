@@ -222,7 +222,8 @@ class Job:
 
     command: str
     run_id: str
-    store: Store
+    store: Store | None
+    """The store (``check`` on a store not made yet: None)."""
     plan: Plan | None = None
     """The run's plan (``run``/``generate``, or a stage without ``run.name``); None otherwise."""
     metrics: dict = field(default_factory=dict)
@@ -249,7 +250,7 @@ def build_job(cfg) -> Job:
         raise UserError("no models selected: add models=[name,...] (see 'harness list').")
     metrics = build_metrics(cfg) if cmd in ("run", "generate", "score") else {}
     plan = None
-    if writes or not cfg.run.name:
+    if writes or cmd == "check" or not cfg.run.name:
         from harness.suites import load_suite
 
         suite = load_suite(cfg.suite)
@@ -257,4 +258,8 @@ def build_job(cfg) -> Job:
                                   name=cfg.run.name, config=OmegaConf.to_container(cfg, resolve=True))
     executor = build_executor(cfg) if writes else None
     run_id = plan.run_id if plan else cfg.run.name
+    if cmd == "check":  # reads what is stored (to estimate what is left); never creates a store
+        root = Path(cfg.store.root)
+        store = Store(root, create=False) if (root / Store.DB_NAME).exists() else None
+        return Job(cmd, run_id, store, plan, metrics, None, cfg)
     return Job(cmd, run_id, Store(cfg.store.root, create=writes), plan, metrics, executor, cfg)

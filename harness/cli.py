@@ -27,6 +27,8 @@ COMMAND_HELP = {
     "export": "write the run's records and scores for pandas (export.format=parquet|csv|jsonl)",
     "list": "list the models, suites, metrics and experiments available",
     "cost": "self-hosted vs API cost per image and the crossover in images/day (PNG plot)",
+    "check": "preflight, nothing paid: keys, models listed by their providers, prices, the "
+             "run's cost estimate (exit 2: something is missing)",
 }
 # Commands that are not one Hydra job: each module has ``main(argv) -> int`` (``main(options, cfg)``
 # for those in CONFIGURED) and its own --help.
@@ -54,6 +56,7 @@ examples:
   harness run -m suite=composition models=zoo_unet,zoo_dit     # one job per model
   harness report suite=text-rendering           # re-render from the store only
   harness export export.format=parquet
+  harness check models=[openai_gpt_image] run.max_cost_usd=50   # before paying for anything
   harness run --help                            # every setting and config group
 
 Settings are Hydra overrides; 'harness run --cfg job' prints the composed config.
@@ -199,10 +202,15 @@ def dispatch(cfg) -> dict:
 
     try:
         job = build_job(validate(cfg))
-        return pipeline.run(job.command, job.store, job.run_id, plan=job.plan, metrics=job.metrics,
-                            executor=job.executor, settings=job.settings, echo=print)
+        result = pipeline.run(job.command, job.store, job.run_id, plan=job.plan,
+                              metrics=job.metrics, executor=job.executor, settings=job.settings,
+                              echo=print)
     except (ConfigError, StoreError) as e:  # SuiteError is a ConfigError
         raise UserError(str(e)) from None
+    if result.get("missing"):
+        raise UserError("check: the run cannot go yet; missing:\n  - "
+                        + "\n  - ".join(result["missing"]))
+    return result
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -123,6 +123,11 @@ class RunConfig:
     """Run id; None derives '<suite>-<hash of the plan>' so re-running the same command resumes."""
     retry_errors: bool = True
     """Re-attempt units whose last attempt failed with an error (refusals are never retried)."""
+    max_cost_usd: float | None = None
+    """Most this run may spend on closed APIs, in USD, counting what its stored records already
+    cost; None: no cap. A run whose estimate passes it is refused before anything is sent, and
+    a run stops cleanly (resumable) before the batch that would pass it. With a cap set, a
+    model with no known price is refused (set models.<name>.price_per_image)."""
 
 
 @dataclass
@@ -170,7 +175,18 @@ class CostConfig:
     it has none, reference entries of the dated price table are always included."""
 
 
-COMMANDS = ("run", "generate", "score", "report", "export", "list", "cost")
+@dataclass
+class CheckConfig:
+    """``harness check`` and the checks ``harness run`` makes before anything is sent."""
+
+    max_price_age_days: int = 180
+    """A price row older than this many days (its ``as_of``) is reported as stale (a warning)."""
+    online: bool = True
+    """``harness check`` asks each provider whether it lists the model (free metadata calls
+    only); false: only the offline checks (key present, price, estimate)."""
+
+
+COMMANDS = ("run", "generate", "score", "report", "export", "list", "cost", "check")
 
 
 @dataclass
@@ -185,6 +201,7 @@ class RootConfig:
     report: ReportConfig = field(default_factory=ReportConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     cost: CostConfig = field(default_factory=CostConfig)
+    check: CheckConfig = field(default_factory=CheckConfig)
 
 
 GROUPS = {"suite": SuiteConfig, "store": StoreConfig, "executor": ExecutorConfig}

@@ -8,6 +8,16 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _isolated_secrets():
+    """Keys registered for scrubbing are process-wide (as in a real run); one test's planted key
+    must not scrub words out of the next test's messages."""
+    yield
+    from harness.generators.http import forget_secrets
+
+    forget_secrets()
+
+
 @pytest.fixture(scope="session")
 def model_cache(tmp_path_factory) -> Path:
     """Built tiny models are cached once per test session (building costs ~1 s each)."""

@@ -6,7 +6,9 @@ for submit-and-poll APIs. Every paid step is recorded through the
 :class:`harness.types.Journal` the runner attached (:meth:`Generator.attach_journal`) the
 moment it happens, so a killed run never pays for the same image twice:
 
-* a one-call answer is recorded (``record_answer``) as it arrives; a resumed run reuses it;
+* a one-call request is recorded as ``sending`` when it leaves and its answer
+  (``record_answer``) as it arrives; a resumed run reuses the answer, and reports a request whose
+  answer never arrived instead of paying for it again (unless ``options.resubmit_unconfirmed``);
 * a submit is recorded as ``sending`` before it goes out and ``submitted`` with the provider's
   job id before the wait, so a resumed run polls the job instead of submitting again;
 * a submit whose answer was never recorded (``sending``) is looked for through the provider's
@@ -28,6 +30,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from harness.generators.http import (
+    BEFORE_PAID_SEND,
     HTTPClient,
     ProviderError,
     Response,
@@ -82,10 +85,11 @@ class APIGenerator:
         return default_error(status, body, text)
 
     def load(self) -> None:
+        """Find the credentials (:meth:`_credentials`) and build the one client and the circuit
+        breaker every request of this model goes through."""
         if self._http is not None:
             return
         import importlib.util
-        import os
 
         from harness.errors import ConfigError
 
@@ -93,8 +97,28 @@ class APIGenerator:
         if importlib.util.find_spec("httpx") is None:
             raise ConfigError(f"models.{name} ({self.provider}) needs the Python package httpx. "
                               "Install it with: pip install 'harness[api]'")
+        headers = self._credentials()
         o = self.options  # type: ignore[attr-defined]
-        env = o.api_key_env
+        self._http = HTTPClient(
+            provider=self.provider, base_url=o.base_url, headers=headers,
+            timeout_s=o.timeout_s, max_retries=o.max_retries, concurrency=o.concurrency,
+            rpm=o.rpm, backoff_s=o.backoff_s, request_id_header=self.request_id_header,
+            error_parser=self.error_parser)
+        self._breaker = CircuitBreaker(getattr(o, "circuit_breaker", 0))
+
+    def _credentials(self) -> dict[str, str]:
+        """The headers that carry the key read from ``options.api_key_env`` (an adapter whose
+        credentials come another way overrides this, and may set ``options.base_url``).
+
+        Raises:
+            ConfigError: the variable is not set, naming it and how to set it.
+        """
+        import os
+
+        from harness.errors import ConfigError
+
+        name = self.name  # type: ignore[attr-defined]
+        env = self.options.api_key_env  # type: ignore[attr-defined]
         key = os.environ.get(env, "").strip()
         if not key:
             raise ConfigError(
@@ -102,12 +126,7 @@ class APIGenerator:
                 f"{self.key_help} (export {env}=...). models.{name}.options.api_key_env names "
                 f"a different variable.")
         header, fmt = self.auth_header
-        self._http = HTTPClient(
-            provider=self.provider, base_url=o.base_url, headers={header: fmt.format(key=key)},
-            timeout_s=o.timeout_s, max_retries=o.max_retries, concurrency=o.concurrency,
-            rpm=o.rpm, backoff_s=o.backoff_s, request_id_header=self.request_id_header,
-            error_parser=self.error_parser)
-        self._breaker = CircuitBreaker(getattr(o, "circuit_breaker", 0))
+        return {header: fmt.format(key=key)}
 
     def close(self) -> None:
         self._http = None  # drops the key from memory too
@@ -128,17 +147,27 @@ class APIGenerator:
         t0 = time.perf_counter()
         journal = self._journal
         key = r.key() if journal is not None else ""
+        one_call = journal is not None and not isinstance(self, JobGenerator)
         if journal is not None:
             entry = journal.find(key)
             if entry is not None and entry.state == "done":
                 return self._from_journal(journal, entry)
+            if one_call and entry is not None and entry.state == "sending" \
+                    and not self.options.resubmit_unconfirmed:  # type: ignore[attr-defined]
+                return self._unconfirmed(entry)
         breaker = self._breaker
-        if breaker is None:  # an adapter whose load() builds its own client (Vertex AI)
-            limit = getattr(self.options, "circuit_breaker", 0)  # type: ignore[attr-defined]
-            breaker = self._breaker = CircuitBreaker(limit)
+        token = None
+        if one_call:
+            # "sending" is written when the paid request leaves (not while it waits for a slot):
+            # a run killed before its answer arrives must not pay for the image again.
+            j = journal
+            token = BEFORE_PAID_SEND.set(lambda: j.record_sending(key, self.provider, r.model))
+        lost_in_flight = False
         try:
             res = await self._one(http, r)
         except ProviderError as e:
+            # An answer (any status) means no image was made; a request never sent made none.
+            lost_in_flight = not (e.never_reached or e.status is not None)
             res = GenResult(status="error", error=str(e), provider_request_id=e.request_id,
                             info={"attempts": e.attempts, "http_status": e.status, "code": e.code}
                             | ({"final": e.final} if e.final else {})
@@ -146,6 +175,9 @@ class APIGenerator:
         except (ValueError, KeyError, TypeError, OSError) as e:  # an answer we cannot read
             res = GenResult(status="error", error=f"{self.provider}: unexpected answer "
                             f"({type(e).__name__}: {e})")
+        finally:
+            if token is not None:
+                BEFORE_PAID_SEND.reset(token)
         if res.latency_s is None:
             res.latency_s = time.perf_counter() - t0
         # Whatever an adapter wrote (an exception's text, a provider's message), no key and no
@@ -155,10 +187,26 @@ class APIGenerator:
         res.info = scrub_obj(res.info, secrets)
         if breaker is not None:
             breaker.record(res, http, self.name)  # type: ignore[attr-defined]
-        if journal is not None and not isinstance(self, JobGenerator) and res.status != "error":
-            journal.record_answer(key, self.provider, r.model, _outcome(res), res.image,
-                                  res.provider_request_id)
+        if one_call:
+            assert journal is not None
+            if res.status != "error":
+                journal.record_answer(key, self.provider, r.model, _outcome(res), res.image,
+                                      res.provider_request_id)
+            elif not lost_in_flight:
+                journal.forget(key)  # no image was made: a later run may send it again
+            # else: sent, answer lost mid-flight: stays "sending", reported by the next run
         return res
+
+    def _unconfirmed(self, entry: JournalEntry) -> Any:
+        """The result for a paid request a previous run sent without recording its answer."""
+        from harness.types import GenResult
+
+        name = self.name  # type: ignore[attr-defined]
+        return GenResult(status="error", info={"journal": "sending"}, error=(
+            f"{self.provider}: a request for this image was sent at {entry.created_at} but the run "
+            "stopped before its answer arrived; the provider may have made and billed the image, "
+            "so it is not sent again. Check the provider's usage page, or set "
+            f"models.{name}.options.resubmit_unconfirmed=true to send it anew."))
 
     @staticmethod
     def _from_journal(journal: Journal, entry: JournalEntry) -> Any:
@@ -187,6 +235,94 @@ class APIGenerator:
         found = price_per_image(self.provider, model_id, size, quality)
         info["price_source"] = found[1] if found else None
         return found[0] if found else None
+
+    # -- preflight (``harness check``): nothing here is paid -------------------------------
+
+    def price_args(self, r: Any) -> tuple[str, str | None]:
+        """(size, quality) the price table is read with for one request, as ``_one`` does."""
+        return f"{r.width}x{r.height}", None
+
+    def unit_price(self, r: Any, on: Any = None) -> tuple[float, dict[str, str]] | None:
+        """USD one request is expected to cost and where that comes from (``as_of``, ``source``,
+        ``note``), offline: the config's ``price_per_image``, else the dated table. A request
+        that leaves the quality to the provider (none, or ``auto``) is priced at the dearest
+        quality the table lists for its size (an upper bound). None: no price known."""
+        from harness.prices import load_prices, price_per_image
+
+        name = self.name  # type: ignore[attr-defined]
+        if self.price_per_image is not None:  # type: ignore[attr-defined]
+            return float(self.price_per_image), {  # type: ignore[attr-defined]
+                "source": f"models.{name}.price_per_image", "as_of": ""}
+        size, quality = self.price_args(r)
+        found = price_per_image(self.provider, r.model_id, size, quality, on=on)
+        if found is not None or quality not in (None, "auto"):
+            return found
+        rows = load_prices().get(self.provider, {}).get(r.model_id) or []
+        qualities = {q for row in rows for q in (row.get("prices") or {})}
+        priced = [(p, q) for q in sorted(qualities)
+                  if (p := price_per_image(self.provider, r.model_id, size, q, on=on))]
+        if not priced:
+            return None
+        (value, src), q = max(priced, key=lambda pq: pq[0][0])
+        return value, {**src, "note": f"quality {quality or 'unset'}: priced at the dearest "
+                                      f"listed ({q})"}
+
+    def key_check(self) -> PreflightLine:
+        """Whether the key's environment variable is set (offline; its value is never shown)."""
+        import os
+
+        env = self.options.api_key_env  # type: ignore[attr-defined]
+        if os.environ.get(env, "").strip():
+            return PreflightLine("key", "ok", f"{env} is set")
+        return PreflightLine("key", "missing", f"{env} is not set: export {env}=... "
+                             f"({self.key_help}), or name another variable in "
+                             f"models.{self.name}.options.api_key_env")  # type: ignore[attr-defined]
+
+    def model_check(self) -> PreflightLine:
+        """Ask the provider whether it lists this model, through its free model-list or metadata
+        call (loads the client: needs the key). Nothing is generated, nothing is paid."""
+        try:
+            self.load()
+        except Exception as e:  # noqa: BLE001 - a missing key or package: say so, go on
+            return PreflightLine("model", "missing", f"not checked: {e}")
+        http = self._http
+        assert http is not None
+
+        async def ask() -> PreflightLine:
+            async with http.session():
+                return await self._lookup_model(http)
+
+        try:
+            return run_sync(ask())
+        except ProviderError as e:
+            secrets = http.secrets()
+            if e.status == 404:
+                return PreflightLine("model", "missing", f"{self.provider} does not list "
+                                     f"{self.model_id}: {scrub(str(e), secrets)}")  # type: ignore[attr-defined]
+            if e.status in (401, 403) or e.final == "auth":
+                return PreflightLine("model", "missing", "the provider refused the key: "
+                                     f"{scrub(str(e), secrets)}")
+            return PreflightLine("model", "warn", f"could not ask {self.provider}: "
+                                 f"{scrub(str(e), secrets)}")
+        finally:
+            self.close()
+
+    async def _lookup_model(self, http: HTTPClient) -> PreflightLine:
+        """The provider's answer about this model (adapters with a free call override this)."""
+        return PreflightLine("model", "unchecked", f"not checkable: {self.provider} offers no "
+                             "free call that lists its models")
+
+
+@dataclass
+class PreflightLine:
+    """One finding of a preflight check of one model."""
+
+    what: str
+    """``key``, ``model`` or ``price``."""
+    status: str
+    """``ok``; ``warn`` (worth a look, the run can go); ``missing`` (the run cannot go);
+    ``unchecked`` (the provider offers no way to check it)."""
+    message: str
 
 
 CIRCUIT_OPEN = "circuit_open"
@@ -247,6 +383,10 @@ class APIOptions:
     """Failed requests in a row after which the rest of this model's requests in this run are
     not sent (error results that say why; the other models go on, and a later run tries these
     again). An auth or billing refusal stops them at once. 0: never stop."""
+    resubmit_unconfirmed: bool = False
+    """Send again a paid request that a previous run sent but was stopped before its answer was
+    recorded (killed mid-request), when the provider cannot tell whether it made the image: it
+    may have, and billed it. False reports such images instead of paying twice."""
 
 
 @dataclass
@@ -258,10 +398,6 @@ class JobOptions(APIOptions):
     deadline_s: float = 600.0
     """Seconds from submit after which a job still running becomes an error result; it stays
     in the submit journal, so the next run polls it again instead of paying anew."""
-    resubmit_unconfirmed: bool = False
-    """Submit again when a previous run was killed after sending a submit but before its answer
-    was recorded, and the provider's list API could not tell whether that job exists (it may,
-    and be billed)."""
     resubmit_expired: bool = False
     """Forget a finished job whose result could not be downloaded (its URL expired and the
     provider gave no fresh one), so the next run pays for a new image; False keeps it in the
@@ -393,8 +529,10 @@ class JobGenerator(APIGenerator):
             job = Job(entry.job_id, entry.poll_url or "", entry.result_url, resumed=True)
             info["resumed"] = True
         else:
+            token = None
             if journal is not None:
-                journal.record_sending(key, self.provider, r.model)
+                j = journal
+                token = BEFORE_PAID_SEND.set(lambda: j.record_sending(key, self.provider, r.model))
             try:
                 job, sub_info = await self._submit(http, r)
             except ProviderError as e:
@@ -403,6 +541,9 @@ class JobGenerator(APIGenerator):
                 if journal is not None and (e.never_reached or e.status is not None):
                     journal.forget(key)
                 raise
+            finally:
+                if token is not None:
+                    BEFORE_PAID_SEND.reset(token)
             info |= sub_info
             if journal is not None:
                 journal.record_submitted(key, job.id, job.poll_url, job.result_url)

@@ -33,10 +33,17 @@ REFUSALS = frozenset({"Request Moderated", "Content Moderated"})
 FAILURES = frozenset({"Error", "Failed", "Task not found"})
 ASPECT_MODELS = ("flux-pro-1.1-ultra", "flux-kontext-pro", "flux-kontext-max")
 """Models that take ``aspect_ratio`` instead of width and height."""
+FLUX2_MODELS = ("flux-2-pro", "flux-2-max", "flux-2-flex", "flux-2-klein-4b", "flux-2-klein-9b")
+"""FLUX.2 endpoints (``POST /v1/{model}``): width and height multiples of 16, at least 64, at
+most 4 MP in all; ``steps`` (1-50) and ``guidance`` (1.5-10) only on ``flux-2-flex``. From BFL's
+own API reference (https://github.com/black-forest-labs/skills, skills/bfl-api/references/
+endpoints.md; https://docs.bfl.ai/quick_start/pricing lists the same models)."""
+FLUX2_MAX_PIXELS = 4_000_000
 
 
 class BFLImages(JobGenerator, Generator):
-    """FLUX1.1 [pro], [pro] Ultra, Kontext and [dev] through api.bfl.ai."""
+    """FLUX.2 [pro]/[max]/[flex]/[klein], FLUX1.1 [pro], [pro] Ultra, Kontext and [dev] through
+    api.bfl.ai."""
 
     kind = "bfl"
     batch_dependent = False
@@ -63,7 +70,12 @@ class BFLImages(JobGenerator, Generator):
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         w, h = int(self.params.get("width", 1024)), int(self.params.get("height", 1024))
-        if self.model_id not in ASPECT_MODELS:
+        if self.model_id in FLUX2_MODELS:
+            if w % 16 or h % 16 or w < 64 or h < 64 or w * h > FLUX2_MAX_PIXELS:
+                raise ConfigError(f"models.{self.name}.params: {w}x{h}; {self.model_id} takes "
+                                  "widths and heights in multiples of 16, at least 64, and at "
+                                  "most 4 MP in all.")
+        elif self.model_id not in ASPECT_MODELS:
             for dim, v in (("width", w), ("height", h)):
                 if v % 32 or not 256 <= v <= 1440:
                     raise ConfigError(f"models.{self.name}.params.{dim}: {v}; {self.model_id} "
@@ -78,9 +90,10 @@ class BFLImages(JobGenerator, Generator):
             body["aspect_ratio"] = aspect_ratio(r.width, r.height)
         else:
             body |= {"width": r.width, "height": r.height}
-        if r.steps is not None:
+        flux2 = r.model_id in FLUX2_MODELS
+        if r.steps is not None and (not flux2 or r.model_id == "flux-2-flex"):
             body["steps"] = r.steps
-        if r.guidance is not None:
+        if r.guidance is not None and (not flux2 or r.model_id == "flux-2-flex"):
             body["guidance"] = r.guidance
         return body | {k: v for k, v in dict(r.params).items() if v is not None}
 

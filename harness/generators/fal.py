@@ -6,7 +6,10 @@
 ``sync_mode``, data URIs. An image flagged by the safety checker (``has_nsfw_concepts``) is a
 refusal; a failed request is an error: a ``COMPLETED`` status carrying ``error`` /
 ``error_type`` (as fal-client's ``Completed`` reads it; a ``content_policy_violation`` type is a
-refusal), or an error answer from ``response_url``.
+refusal), or an error answer from ``response_url`` (a 422 whose ``detail[].type`` is
+``content_policy_violation`` is a refusal, on the submit or the result). A submit answered with
+a 5xx is sent again (fal does not bill 5xx answers); an answer with ``X-Fal-Retryable: false``
+is never retried.
 
 The request id is written to the submit journal before waiting, so a run killed while
 a request is queued polls it when resumed instead of paying for another. fal takes no
@@ -25,7 +28,15 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from harness.errors import ConfigError
-from harness.generators.api import KEEP_JOB, Job, JobGenerator, JobOptions, JobState, Recovery
+from harness.generators.api import (
+    KEEP_JOB,
+    Job,
+    JobGenerator,
+    JobOptions,
+    JobState,
+    PreflightLine,
+    Recovery,
+)
 from harness.generators.base import Generator
 from harness.generators.http import ErrorInfo, HTTPClient, ProviderError, detail_error, to_png
 from harness.types import GenRequest, GenResult
@@ -37,9 +48,21 @@ HISTORY_PAGES = 20
 
 
 def fal_error(status: int, body: Any, text: str) -> ErrorInfo:
-    """fal's ``{"detail": ...}`` errors; a locked account ("User is locked. Reason: Exhausted
-    balance ...", HTTP 403) is a billing refusal: final, and no more paid requests go."""
+    """fal's ``{"detail": ...}`` errors. A model's typed error list (``{"detail": [{"loc", "msg",
+    "type", "url", "input"}]}``, https://fal.ai/docs/documentation/model-apis/errors) gives its
+    ``type`` as the code (``content_policy_violation``: a refusal, final); a top-level
+    ``error_type`` (a request error) likewise. A locked account ("User is locked. Reason:
+    Exhausted balance ...", HTTP 403) is a billing refusal: final, and no more paid requests go."""
     code, message = detail_error(status, body, text)
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if isinstance(detail, list):
+        types = [str(e["type"]) for e in detail if isinstance(e, dict) and e.get("type")]
+        refusals = [t for t in types if t in REFUSAL_TYPES]
+        code = (refusals or types or [code])[0]
+    elif isinstance(body, dict) and body.get("error_type"):
+        code = str(body["error_type"])
+    if code in REFUSAL_TYPES:
+        return ErrorInfo(code, message, retry=False, final="policy")
     if status in (402, 403) and "user is locked" in message.lower():
         return ErrorInfo(code or "user_locked", message, retry=False, final="billing")
     return ErrorInfo(code, message)
@@ -78,6 +101,23 @@ class FalImages(JobGenerator, Generator):
     def error_parser(self, status: int, body: Any, text: str) -> ErrorInfo:
         return fal_error(status, body, text)
 
+    async def _lookup_model(self, http: HTTPClient) -> PreflightLine:
+        """fal's Platform API model search in find mode, ``GET /v1/models?endpoint_id=...``
+        (free; https://docs.fal.ai/platform-apis/v1/models): ``models[].metadata.status`` is
+        ``active`` or ``deprecated``."""
+        url = f"{self._platform(http)}/models?{urlencode({'endpoint_id': self.model_id})}"
+        data = (await self._get_own(http, url)).json
+        hits = [m for m in (data or {}).get("models") or []
+                if isinstance(m, dict) and m.get("endpoint_id") == self.model_id]
+        if not hits:
+            return PreflightLine("model", "missing", f"fal's model search does not list "
+                                 f"{self.model_id}")
+        status = (hits[0].get("metadata") or {}).get("status")
+        if status == "deprecated":
+            return PreflightLine("model", "warn", f"fal lists {self.model_id} as deprecated")
+        return PreflightLine("model", "ok", f"fal lists {self.model_id}"
+                             + (f" ({status})" if status else ""))
+
     def _input(self, r: GenRequest) -> dict[str, Any]:
         inp: dict[str, Any] = {"prompt": r.prompt, "seed": r.seed, "num_images": 1,
                                "image_size": {"width": r.width, "height": r.height},
@@ -91,11 +131,23 @@ class FalImages(JobGenerator, Generator):
         return inp | {k: v for k, v in dict(r.params).items() if v is not None}
 
     async def _submit(self, http: HTTPClient, r: GenRequest) -> tuple[Job, dict[str, Any]]:
-        resp = await http.post(f"/{r.model_id}", idempotent=False, retry_5xx=False,
+        # fal: "Failed requests that return 5xx status codes are not billed"
+        # (https://fal.ai/docs/model-apis/model-endpoints/reliability): a 5xx submit is resent.
+        resp = await http.post(f"/{r.model_id}", idempotent=False, retry_5xx=True,
                                json=self._input(r))
         d = resp.json
         return Job(str(d["request_id"]), str(d["status_url"]), str(d["response_url"])), {
             "submit_attempts": resp.attempts}
+
+    async def _one(self, http: HTTPClient, r: GenRequest) -> GenResult:
+        try:
+            return await super()._one(http, r)
+        except ProviderError as e:  # a submit the content checker refused: a result
+            if e.code not in REFUSAL_TYPES:
+                raise
+            return GenResult(status="refused", refusal_reason=str(e.code),
+                             provider_request_id=e.request_id,
+                             info={"refusal_message": e.message, "http_status": e.status})
 
     async def _poll(self, http: HTTPClient, job: Job) -> JobState:
         resp = await self._get_own(http, job.poll_url)

@@ -37,9 +37,16 @@ from collections.abc import Callable
 from typing import Any
 
 from harness.errors import ConfigError
-from harness.generators.api import APIGenerator, APIOptions
+from harness.generators.api import APIGenerator, APIOptions, PreflightLine
 from harness.generators.base import Generator
-from harness.generators.http import ErrorInfo, HTTPClient, ProviderError, aspect_ratio, to_png
+from harness.generators.http import (
+    ErrorInfo,
+    HTTPClient,
+    ProviderError,
+    aspect_ratio,
+    register_secret,
+    to_png,
+)
 from harness.types import GenRequest, GenResult
 
 GEMINI_ASPECTS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9",
@@ -201,17 +208,11 @@ class GoogleImages(APIGenerator, Generator):
                         "location": self.location or self.options.location}
         return d
 
-    def load(self) -> None:
+    def _credentials(self) -> dict[str, str]:
+        """The Gemini API key's header; with ``vertex``, no header (each request carries a fresh
+        OAuth token, :meth:`_auth_headers`) but the project, location and Vertex AI root."""
         if not self.options.vertex:
-            super().load()
-            return
-        if self._http is not None:
-            return
-        import importlib.util
-
-        if importlib.util.find_spec("httpx") is None:
-            raise ConfigError(f"models.{self.name} (google) needs the Python package httpx. "
-                              "Install it with: pip install 'harness[api]'")
+            return super()._credentials()
         o = self.options
         project = o.project or os.environ.get("GOOGLE_CLOUD_PROJECT") or None
         if self._token_source is None:
@@ -229,11 +230,7 @@ class GoogleImages(APIGenerator, Generator):
                     f"aiplatform.{location}.rep.googleapis.com" if location in ("us", "eu") else
                     f"{location}-aiplatform.googleapis.com")
             o.base_url = f"https://{host}/{VERTEX_API_VERSION}"
-        self._http = HTTPClient(
-            provider=self.provider, base_url=o.base_url, headers={}, timeout_s=o.timeout_s,
-            max_retries=o.max_retries, concurrency=o.concurrency, rpm=o.rpm,
-            backoff_s=o.backoff_s, request_id_header=self.request_id_header,
-            error_parser=self.error_parser)
+        return {}
 
     def _path(self, model_id: str) -> str:
         if self.options.vertex:
@@ -254,10 +251,57 @@ class GoogleImages(APIGenerator, Generator):
                                 f"access token ({type(e).__name__}); run 'gcloud auth "
                                 "application-default login' or check GOOGLE_APPLICATION_"
                                 "CREDENTIALS") from None
+        # The token is a secret as much as a key: scrubbed from every error, log line and record.
+        register_secret(token)
         return {"Authorization": f"Bearer {token}"}
 
     def error_parser(self, status: int, body: Any, text: str) -> ErrorInfo:
         return google_error(status, body, text)
+
+    def price_args(self, r: GenRequest) -> tuple[str, str | None]:
+        # Google prices by the image size tier (512, 1K, 2K, 4K), 1K unless asked otherwise.
+        return f"{r.width}x{r.height}", (dict(r.params).get("imageConfig") or {}).get(
+            "imageSize", "1K")
+
+    def key_check(self) -> PreflightLine:
+        """Gemini API: the key's variable. Vertex AI: Application Default Credentials, looked
+        for where google-auth looks first (GOOGLE_APPLICATION_CREDENTIALS, then gcloud's file)."""
+        if not self.options.vertex:
+            return super().key_check()
+        if self._token_source is not None:
+            return PreflightLine("key", "ok", "Vertex AI: a token source was given")
+        named = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+        if named:
+            ok = os.path.isfile(named)
+            return PreflightLine("key", "ok" if ok else "missing", (
+                "Vertex AI: GOOGLE_APPLICATION_CREDENTIALS names a file" if ok else
+                "Vertex AI: GOOGLE_APPLICATION_CREDENTIALS names no file; point it at a "
+                "service-account key file or unset it"))
+        cfg = os.environ.get("CLOUDSDK_CONFIG") or os.path.join(
+            os.environ.get("APPDATA", "") if os.name == "nt" else os.path.expanduser("~/.config"),
+            "gcloud")
+        if os.path.isfile(os.path.join(cfg, "application_default_credentials.json")):
+            return PreflightLine("key", "ok", "Vertex AI: gcloud's Application Default "
+                                 "Credentials file is there")
+        return PreflightLine("key", "warn", "Vertex AI: no Application Default Credentials file "
+                             "found (run 'gcloud auth application-default login' or export "
+                             "GOOGLE_APPLICATION_CREDENTIALS=...); on Google Cloud the metadata "
+                             "server may still provide them")
+
+    async def _lookup_model(self, http: HTTPClient) -> PreflightLine:
+        """The free model metadata call google-genai's ``models.get`` makes: Gemini API
+        ``GET /v1beta/models/{model}``; Vertex AI the publisher model,
+        ``GET /v1/publishers/google/models/{model}`` (no project or location in the path)."""
+        path = (f"/publishers/google/models/{self.model_id}" if self.options.vertex
+                else f"/models/{self.model_id}")
+        resp = await http.get(path, headers=await self._auth_headers())
+        data = resp.json if isinstance(resp.json, dict) else {}
+        methods = data.get("supportedGenerationMethods")
+        if isinstance(methods, list) and "generateContent" not in methods:
+            return PreflightLine("model", "warn", f"google lists {self.model_id} without "
+                                 "generateContent among its supportedGenerationMethods")
+        return PreflightLine("model", "ok", f"google lists {data.get('name') or self.model_id}"
+                             + (f" (version {data['versionId']})" if data.get("versionId") else ""))
 
     def _body(self, r: GenRequest) -> dict[str, Any]:
         extra = {k: v for k, v in dict(r.params).items() if v is not None}

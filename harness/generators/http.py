@@ -44,7 +44,8 @@ import random
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -242,6 +243,12 @@ def register_secret(value: str) -> None:
     _guard_logs()
 
 
+def forget_secrets() -> None:
+    """Drop every registered secret (a long-lived process that switched keys; test isolation:
+    one test's planted key must not scrub words out of another's messages)."""
+    _SECRETS.clear()
+
+
 def _guard_logs() -> None:
     """Once per process: scrub every log record as it is made (whatever handler writes it:
     the console, run.log), and keep httpx's INFO line per request (``HTTP Request: GET
@@ -434,6 +441,9 @@ class HTTPClient:
                 if self.halt is not None and not idempotent:  # after the waits: it may be new
                     raise ProviderError(self.provider, None, "circuit_open", self.halt,
                                         attempt - 1)
+                before = BEFORE_PAID_SEND.get()
+                if before is not None and not idempotent:
+                    before()  # journal "sending" now that it leaves, not while queued
                 try:
                     resp = await self._send(http, method, path, kw)
                 except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
@@ -502,6 +512,9 @@ class HTTPClient:
         if meaning.retry is False or meaning.final is not None:
             return False
         if resp.headers.get("x-should-retry") == "false":  # OpenAI's, obeyed as its SDK does
+            return False
+        # fal's: every model error carries it (https://fal.ai/docs/documentation/model-apis/errors).
+        if str(resp.headers.get("x-fal-retryable", "")).lower() == "false":
             return False
         if meaning.retry is True:
             return True
@@ -625,6 +638,13 @@ def run_sync(coro: Awaitable[T]) -> T:
 
 
 # -- the skeleton every closed-API adapter shares ----------------------------------------------
+
+BEFORE_PAID_SEND: ContextVar[Callable[[], None] | None] = ContextVar("before_paid_send",
+                                                                    default=None)
+"""Called (in the sending task's context) just before each non-idempotent request leaves,
+after its concurrency slot and rate-limit wait: the submit journal's ``sending`` write, so a
+run killed while submits wait for a slot strands none of them as "sent"."""
+
 
 def to_png(data: bytes) -> bytes:
     """Image bytes in any format PIL reads, as PNG (PNG bytes are returned as they are)."""

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.errors import ConfigError, did_you_mean
-from harness.generators.api import APIGenerator, APIOptions
+from harness.generators.api import APIGenerator, APIOptions, PreflightLine
 from harness.generators.base import Generator
 from harness.generators.http import ErrorInfo, HTTPClient, ProviderError, default_error, to_png
 from harness.generators.openai_spec import ImagesSpec, sdk_spec
@@ -100,6 +100,30 @@ class OpenAIImages(APIGenerator, Generator):
             if v is not None:
                 body[k] = v
         return body
+
+    def price_args(self, r: GenRequest) -> tuple[str, str | None]:
+        return f"{r.width}x{r.height}", dict(r.params).get("quality")
+
+    async def _lookup_model(self, http: HTTPClient) -> PreflightLine:
+        """``GET /models/{model}`` (the SDK's ``client.models.retrieve``: free), answered with
+        the SDK's ``Model``: ``id``, ``owned_by`` and ``shutdown_date`` when one is announced."""
+        import datetime as dt
+
+        resp = await http.get(f"/models/{self.model_id}")
+        data = resp.json if isinstance(resp.json, dict) else {}
+        if data.get("id") != self.model_id:
+            return PreflightLine("model", "warn", f"GET /models/{self.model_id} answered "
+                                 f"{str(data)[:120]}")
+        shutdown = data.get("shutdown_date")
+        if shutdown:
+            try:
+                past = dt.date.fromisoformat(str(shutdown)[:10]) <= dt.date.today()
+            except ValueError:
+                past = False
+            return PreflightLine("model", "missing" if past else "warn",
+                                 f"openai lists {self.model_id} with shutdown_date {shutdown}")
+        return PreflightLine("model", "ok", f"openai lists {self.model_id} "
+                             f"(owned by {data.get('owned_by')})")
 
     async def _one(self, http: HTTPClient, r: GenRequest) -> GenResult:
         t0 = time.perf_counter()

@@ -30,7 +30,15 @@ from typing import Any
 from urllib.parse import urlencode
 
 from harness.errors import ConfigError
-from harness.generators.api import KEEP_JOB, Job, JobGenerator, JobOptions, JobState, Recovery
+from harness.generators.api import (
+    KEEP_JOB,
+    Job,
+    JobGenerator,
+    JobOptions,
+    JobState,
+    PreflightLine,
+    Recovery,
+)
 from harness.generators.base import Generator
 from harness.generators.http import HTTPClient, ProviderError, aspect_ratio, to_png
 from harness.types import GenRequest, GenResult
@@ -97,6 +105,20 @@ class ReplicateImages(JobGenerator, Generator):
 
     def error_parser(self, status: int, body: Any, text: str) -> tuple[str | None, str]:
         return replicate_error(status, body, text)
+
+    async def _lookup_model(self, http: HTTPClient) -> PreflightLine:
+        """``GET /v1/models/{owner}/{name}`` (with ``revision``: ``.../versions/{id}``), free,
+        as the official client's ``models.get`` / ``versions.get``."""
+        path = f"/models/{self.model_id}"
+        if self.revision:
+            path += f"/versions/{self.revision}"
+        data = (await http.get(path)).json
+        data = data if isinstance(data, dict) else {}
+        if self.revision:
+            return PreflightLine("model", "ok", f"replicate lists version {data.get('id')} of "
+                                 f"{self.model_id}")
+        return PreflightLine("model", "ok", f"replicate lists {self.model_id}"
+                             + (f" ({data['visibility']})" if data.get("visibility") else ""))
 
     def _input(self, r: GenRequest) -> dict[str, Any]:
         inp: dict[str, Any] = {"prompt": r.prompt, "seed": r.seed, "output_format": "png"}

@@ -31,6 +31,8 @@ class ModelStats:
 @dataclass
 class ExecStats:
     models: dict[str, ModelStats] = field(default_factory=lambda: defaultdict(ModelStats))
+    stopped: str | None = None
+    """Why the run stopped before its plan was done (``run.max_cost_usd`` reached), or None."""
 
     @property
     def calls(self) -> int:
@@ -139,7 +141,11 @@ class LocalExecutor:
         *,
         retry_errors: bool = True,
         progress: bool = True,
+        budget: Any = None,
     ) -> ExecStats:
+        """Run what is not stored yet. ``budget`` (a :class:`harness.runner.preflight.Budget`):
+        before each batch it must have room for the batch's estimated cost, else the run stops
+        cleanly there (``stats.stopped`` says why; what is stored stays)."""
         work = pending_work(store, generators, units, retry_errors=retry_errors)
         stats, done = work.stats, work.done
         if work.total == 0:
@@ -154,13 +160,20 @@ class LocalExecutor:
                 gen.attach_journal(journal)
                 try:
                     for batch in todo:
+                        fresh = sum(u.key not in done for u in batch)
+                        if budget is not None and not budget.reserve(name, fresh):
+                            stats.stopped = budget.stopped
+                            break
                         results = gen.generate([u.request for u in batch])
                         st.calls += 1
-                        new = 0
+                        stored = []
                         for unit, res in zip(batch, results, strict=True):
                             if unit.key not in done:  # batch-mates rerun only to keep the shape
                                 store_result(store, unit, res, st)
-                                new += 1
+                                stored.append(res)
+                        new = len(stored)
+                        if budget is not None:
+                            budget.settle(name, fresh, stored)
                         bar.update(new)
                         elapsed = time.perf_counter() - t0
                         bar.set_postfix_str(
@@ -172,6 +185,8 @@ class LocalExecutor:
                     gen.attach_journal(None)
                 log.info("%s: %d ok, %d refused, %d errors in %.1fs (%d calls)",
                          name, st.ok, st.refused, st.errors, st.seconds, st.calls)
+                if stats.stopped:
+                    break
         finally:
             bar.close()
         return stats

@@ -99,12 +99,15 @@ def save_plan(store: Store, plan: Plan, metrics: Mapping[str, Metric]) -> None:
 
 
 def generate(store: Store, plan: Plan, executor: Any | None = None, *, retry_errors: bool = True,
-             progress: bool = True) -> ExecStats:
+             progress: bool = True, budget: Any = None) -> ExecStats:
+    """Run the plan's units not stored yet. ``budget``: a :class:`harness.runner.preflight.Budget`
+    that stops the run cleanly before the batch that would pass ``run.max_cost_usd``."""
     executor = executor or LocalExecutor()
     store.set_run_status(plan.run_id, "generating")
     t0 = time.perf_counter()
+    kw = {"budget": budget} if budget is not None else {}
     stats = executor.execute(store, plan.generators, plan.units, retry_errors=retry_errors,
-                             progress=progress)
+                             progress=progress, **kw)
     counts = store.unit_counts(plan.run_id)
     complete = all(c.pending == 0 and c.error == 0 for c in counts.values())
     store.set_run_status(plan.run_id, "generated" if complete else "incomplete")
@@ -134,6 +137,7 @@ def report(store: Store, run_id: str, settings: Any = None) -> Path:
 
 
 COMMAND_STAGES = {
+    "check": ("check",),
     "run": ("generate", "score", "report"),
     "generate": ("generate",),
     "score": ("score",),
@@ -177,6 +181,8 @@ def run(command: str, store: Store, run_id: str, *, plan: Plan | None = None,
 
     say = echo or (lambda line: None)
     metrics = dict(metrics or {})
+    if "check" in stages:
+        return check(store, run_id, plan, settings, say)
     if "generate" not in stages:
         store.run(run_id)  # fails clearly, listing the stored runs, if it was never generated
     log_to_run_dir(store, run_id)
@@ -187,9 +193,17 @@ def run(command: str, store: Store, run_id: str, *, plan: Plan | None = None,
         log.info("%s: run %s, suite %s (%d prompts) x %d model(s) x %d sample(s) = %d units",
                  command, run_id, plan.suite.name, len(plan.suite.prompts), len(plan.generators),
                  plan.samples, len(plan.units))
+        from harness.runner import preflight
+
+        cap = getattr(get("run"), "max_cost_usd", None)
+        # Offline, before anything is written or sent: keys there, the estimate under the cap.
+        est = preflight.before_run(store, plan.generators, plan.units, cap=cap,
+                                   retry_errors=get("run").retry_errors)
+        if est is not None and est.requests:
+            say(preflight.summary(est, cap))
         save_plan(store, plan, metrics)
         stats = generate(store, plan, executor, retry_errors=get("run").retry_errors,
-                         progress=get("progress"))
+                         progress=get("progress"), budget=preflight.Budget.of(est, cap))
         for line in summary_lines(store, run_id, stats):
             say(line)
         result["stats"] = stats
@@ -218,6 +232,28 @@ def run(command: str, store: Store, run_id: str, *, plan: Plan | None = None,
     return result
 
 
+def check(store: Store | None, run_id: str, plan: Plan | None, settings: Any,
+          say: Callable[[str], None]) -> dict[str, Any]:
+    """``harness check``: what each model needs and what the run would cost, nothing paid.
+
+    Returns ``run_id``, ``store``, ``estimate`` lines printed and ``missing`` (empty: the run
+    can go); the caller turns ``missing`` into an exit status."""
+    from harness.config import CheckConfig, RunConfig
+    from harness.runner import preflight
+
+    if plan is None:
+        raise ValueError("check needs the run's plan")
+    run_cfg = getattr(settings, "run", None) or RunConfig()
+    chk = getattr(settings, "check", None) or CheckConfig()
+    say(f"check: run {run_id}, suite {plan.suite.name} ({len(plan.suite.prompts)} prompts) x "
+        f"{len(plan.generators)} model(s) x {plan.samples} sample(s) = {len(plan.units)} units")
+    missing = preflight.check(store, plan.generators, plan.units, cap=run_cfg.max_cost_usd,
+                              max_price_age_days=int(chk.max_price_age_days),
+                              online=bool(chk.online), retry_errors=run_cfg.retry_errors,
+                              echo=say)
+    return {"run_id": run_id, "store": store, "stats": None, "missing": missing}
+
+
 def summary_lines(store: Store, run_id: str, stats: ExecStats) -> list[str]:
     """Per model: images stored of those planned (how many new, refused, failed, pending), then
     the generator calls this time (0 on a resume with nothing left to do)."""
@@ -228,6 +264,8 @@ def summary_lines(store: Store, run_id: str, stats: ExecStats) -> list[str]:
         lines.append(f"{model}: {c.ok}/{c.planned} images ({new} new, {c.refused} refused, "
                      f"{c.error} errors, {c.pending} pending)")
     lines.append(f"generator calls: {stats.calls}")
+    if stats.stopped:
+        lines.append(f"stopped: {stats.stopped}")
     return lines
 
 

@@ -164,7 +164,10 @@ class RayExecutor:
         *,
         retry_errors: bool = True,
         progress: bool = True,
+        budget: Any = None,
     ) -> ExecStats:
+        """Run what is not stored yet; ``budget`` as in :meth:`LocalExecutor.execute` (API
+        batches in flight hold their estimated cost until their results are written)."""
         work = pending_work(store, generators, units, retry_errors=retry_errors)
         stats = work.stats
         if work.total == 0:
@@ -173,6 +176,7 @@ class RayExecutor:
         ray, started = self._connect()
         try:
             run = _RayRun(self, ray, store, generators, queues, work.done, stats)
+            run.budget = budget
             bar = progress_bar(work.total, progress)
             try:
                 run.loop(bar)
@@ -298,6 +302,8 @@ class _RayRun:
         self.lane_next: dict[str, float] = defaultdict(float)
         self.t0 = time.perf_counter()
         self.written = 0
+        self.budget: Any = None
+        """The run's :class:`harness.runner.preflight.Budget` (None: no cap)."""
 
     # -- scheduling -------------------------------------------------------------------------
 
@@ -344,12 +350,20 @@ class _RayRun:
             q = self.queues.get(name)
             lane = self.lane[name]
             while q and self.lane_busy[lane] < self.lane_cap[lane] and self.lane_next[lane] <= now:
+                if self.budget is not None and not self.budget.reserve(name, self._fresh(q[0])):
+                    self.stats.stopped = self.budget.stopped
+                    for priced in self.budget.prices:  # the rest waits for a run with a higher cap
+                        self.queues.get(priced, deque()).clear()
+                    break
                 b = q.popleft()
                 journal = self.relay.journal_for(u.key for u in b.units) if self.relay else None
                 ref = self.task_fn.remote(self.refs[name], [u.request for u in b.units], journal)
                 self.pending[ref] = (b, None)
                 self.lane_busy[lane] += 1
                 self.lane_next[lane] = max(now, self.lane_next[lane]) + self.lane_interval[lane]
+
+    def _fresh(self, batch: _Batch) -> int:
+        return sum(u.key not in self.done for u in batch.units)
 
     def _retire(self, w: _Worker) -> None:
         """``w``'s model has no batches left: hand the actor to another model (its process
@@ -408,6 +422,8 @@ class _RayRun:
                 f"({type(err).__name__}: {err}). Out of memory? Lower models.{batch.model}."
                 f"batch_size or give each worker more (executor.options.gpus_per_worker / "
                 f"cpus_per_worker).") from None
+        if self.budget is not None:
+            self.budget.settle(batch.model, self._fresh(batch), [])  # sent again: held again
         log.warning("ray: %s died (%s); its batch of %d goes to another worker (attempt %d)",
                     where, type(err).__name__, len(batch.units), batch.failures + 1)
         self.queues.setdefault(batch.model, deque()).appendleft(batch)
@@ -419,12 +435,15 @@ class _RayRun:
         st: ModelStats = self.stats.models[batch.model]
         st.calls += 1
         st.seconds += seconds
-        new = 0
+        stored = []
         for unit, res in zip(batch.units, results, strict=True):
             if unit.key not in self.done:  # batch-mates rerun only to keep the shape
                 store_result(self.store, unit, res, st)
                 self.done.add(unit.key)
-                new += 1
+                stored.append(res)
+        new = len(stored)
+        if self.budget is not None:
+            self.budget.settle(batch.model, new, stored)
         self.written += new
         bar.update(new)
         rate = self.written / max(time.perf_counter() - self.t0, 1e-9)

@@ -2,12 +2,10 @@
 resuming makes zero duplicate paid submits (by the fake's counters), and the planted key is
 nowhere in the store, the logs or the reports."""
 
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
+
+from api_runs import harness_cmd, start, wait_pending
 
 from harness.store import Store
 from harness.testing.fakes import FakeProviders
@@ -18,36 +16,8 @@ SUBMIT = {"bfl": "bfl.submit", "replicate": "replicate.create", "fal": "fal.subm
 UNITS = 3 * 2  # suite.limit x samples, per model
 
 
-def _cmd(fake, tmp_path, command="generate"):
-    base = {"flux_pro": fake.url, "replicate_flux_schnell": fake.url + "/v1",
-            "fal_flux_dev": fake.url + "/fal"}
-    args = [command, f"models=[{','.join(MODELS)}]", "suite.limit=3", "samples=2",
-            "run.name=api", "progress=false", "metrics=[colorfulness]",
-            f"store.root={tmp_path / 'store'}", f"report.dir={tmp_path / 'reports'}"]
-    for m in MODELS:
-        args += [f"models.{m}.options.base_url={base[m]}", f"models.{m}.options.poll_interval_s=0.02",
-                 f"models.{m}.options.backoff_s=0.01"]
-    return [sys.executable, "-m", "harness.cli", *args]
-
-
 def _start(fake, tmp_path, log, command="generate"):
-    env = {**os.environ, "BFL_API_KEY": KEY, "REPLICATE_API_TOKEN": KEY, "FAL_KEY": KEY}
-    env.pop("HARNESS_STORE", None)
-    return subprocess.Popen(_cmd(fake, tmp_path, command), env=env, cwd=tmp_path,
-                            stdout=log, stderr=subprocess.STDOUT)
-
-
-def _wait_pending(fake, provider, n, proc, timeout=120):
-    """Until ``n`` of the provider's jobs were submitted and each was polled (so its id is in
-    the journal: the poll comes after the journal write)."""
-    end = time.time() + timeout
-    while time.time() < end:
-        jobs = [j for j in list(fake.jobs.values()) if j.provider == provider]
-        if len(jobs) >= n and all(j.polls >= 1 for j in jobs):
-            return
-        assert proc.poll() is None, f"run ended early ({proc.returncode})"
-        time.sleep(0.05)
-    raise AssertionError(f"{provider}: {len(jobs)} jobs after {timeout}s")
+    return start(harness_cmd(fake, tmp_path, MODELS, command=command), KEY, tmp_path, log)
 
 
 def test_kill_while_jobs_are_pending_then_resume_pays_nothing_twice(tmp_path):
@@ -59,7 +29,7 @@ def test_kill_while_jobs_are_pending_then_resume_pays_nothing_twice(tmp_path):
         first_batch = {"bfl": 6, "replicate": 4, "fal": 4}  # batch_size 8, 4, 4
         for provider in ("bfl", "replicate", "fal"):
             p = _start(fake, tmp_path, log)
-            _wait_pending(fake, provider, first_batch[provider], p)
+            wait_pending(fake, provider, first_batch[provider], p)
             p.send_signal(signal.SIGKILL)
             p.wait()
             fake.held.discard(provider)

@@ -231,3 +231,39 @@ def test_key_never_leaks(fake, store, caplog):
     for hay in (rows, caplog.text, json.dumps(g.describe()), repr(vars(g)),
                 json.dumps([{k: v for k, v in vars(r).items() if k != "image"} for r in out])):
         assert KEY not in hay
+
+
+@pytest.mark.parametrize("model_id", ["flux-2-pro", "flux-2-max", "flux-2-klein-9b"])
+def test_flux2_takes_pixels_and_no_steps_or_guidance(fake, model_id):
+    res = one(make(fake, model_id=model_id), steps=30, guidance=4.0)
+    assert res.status == "ok", res.error
+    sent = fake.requests[0]
+    assert sent.path == f"/v1/{model_id}" and (sent.json["width"], sent.json["height"]) == (1024, 768)
+    assert "steps" not in sent.json and "guidance" not in sent.json
+
+
+def test_flux2_flex_sends_steps_and_guidance(fake):
+    res = one(make(fake, model_id="flux-2-flex"), steps=30, guidance=4.0)
+    assert res.status == "ok", res.error
+    assert fake.requests[0].json["steps"] == 30 and fake.requests[0].json["guidance"] == 4.0
+
+
+@pytest.mark.parametrize("w, h", [(1000, 1008), (48, 1024), (2048, 2048)])
+def test_flux2_sizes_outside_bfls_limits_are_config_errors(w, h):
+    with pytest.raises(ConfigError, match="multiples of 16"):
+        BFLImages(name="b", label="B", model_id="flux-2-pro", params={"width": w, "height": h},
+                  options={"base_url": "http://127.0.0.1:9"})
+
+
+def test_flux2_sizes_the_flux1_rule_refused_are_fine(fake):
+    g = BFLImages(name="b", label="B", model_id="flux-2-pro",
+                  params={"width": 1920, "height": 1088, "extra": {}},
+                  options={"base_url": fake.url, "poll_interval_s": 0.01})
+    assert one(g).status == "ok" and fake.requests[0].json["width"] == 1920
+
+
+def test_the_fake_serves_every_flux2_model_the_adapter_knows():
+    from harness.generators.bfl import FLUX2_MODELS
+    from harness.testing.fakes.bfl import BFL_FLUX2_MODELS, BFL_MODELS
+
+    assert set(FLUX2_MODELS) == set(BFL_FLUX2_MODELS) <= set(BFL_MODELS)

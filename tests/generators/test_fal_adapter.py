@@ -112,10 +112,58 @@ def test_faults_on_status_and_result_are_retried(fake):
     assert res.status == "ok" and fake.calls["fal.submit"] == 2 and len(fake.jobs) == 1
 
 
-def test_5xx_on_submit_is_not_resubmitted(fake):
-    fake.push("fal.submit", Fault.server_error(500))
+def test_5xx_on_submit_is_sent_again_as_fal_does_not_bill_it(fake):
+    # https://fal.ai/docs/model-apis/model-endpoints/reliability: "Failed requests that return
+    # 5xx status codes are not billed."
+    fake.push("fal.submit", Fault.server_error(500), Fault.server_error(503))
     res = one(make(fake))
+    assert res.status == "ok" and fake.calls["fal.submit"] == 3 and len(fake.jobs) == 1
+
+
+def test_a_read_timeout_on_submit_is_still_not_resent(fake):
+    fake.push("fal.submit", Fault.hang(1.0))
+    res = one(make(fake, timeout_s=0.2))
     assert res.status == "error" and fake.calls["fal.submit"] == 1
+
+
+def test_content_policy_422_from_the_result_is_a_refusal(fake, store):
+    fake.set_outcome("x", "policy_result")
+    g = make(fake, store=store)
+    res = one(g, "x")
+    assert res.status == "refused" and res.refusal_reason == "content_policy_violation"
+    assert "flagged" in res.info["refusal_message"] and fake.calls["fal.result"] == 1
+    assert StoreJournal(store).find(req(g, "x").key()).state == "done"
+
+
+def test_content_policy_422_on_submit_is_a_refusal_not_retried(fake):
+    body = {"detail": [{"loc": ["body", "prompt"], "msg": "The content was flagged by a "
+                        "content checker.", "type": "content_policy_violation",
+                        "url": "https://docs.fal.ai/errors#content_policy_violation",
+                        "input": "x"}]}
+    fake.push("fal.submit", Fault(422, body, {"X-Fal-Retryable": "false"}))
+    res = one(make(fake), "x")
+    assert res.status == "refused" and res.refusal_reason == "content_policy_violation"
+    assert fake.calls["fal.submit"] == 1
+
+
+def test_fal_error_reads_the_typed_detail_list():
+    from harness.generators.fal import fal_error
+
+    info = fal_error(422, {"detail": [{"loc": ["body", "image_size"], "msg": "bad",
+                                       "type": "value_error"},
+                                      {"loc": ["body", "prompt"], "msg": "flagged",
+                                       "type": "content_policy_violation"}]}, "")
+    assert info.code == "content_policy_violation" and info.final == "policy"
+    assert fal_error(422, {"detail": [{"loc": ["body", "x"], "msg": "m", "type": "value_error"}]},
+                     "").code == "value_error"
+    assert fal_error(500, {"detail": "boom", "error_type": "runner_server_error"},
+                     "").code == "runner_server_error"
+
+
+def test_x_fal_retryable_false_stops_retries(fake):
+    fake.push("fal.status", Fault(503, {"detail": "no"}, {"X-Fal-Retryable": "false"}))
+    res = one(make(fake))
+    assert res.status == "error" and fake.calls["fal.status"] == 1
 
 
 def test_deadline_then_resume(fake, store):

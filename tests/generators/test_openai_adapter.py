@@ -272,7 +272,7 @@ def test_paid_answers_are_journaled_at_once_so_a_killed_batch_is_not_paid_again(
     from harness.store.journal import StoreJournal
 
     fake.push_for_prompt("forbidden", Fault.moderation())
-    fake.push(GEN, Fault.server_error(503))  # the first request: an error, not journaled
+    fake.push_for_prompt("x", Fault.server_error(503))  # an error, not journaled
     g = make(fake)
     g.attach_journal(StoreJournal(store))
     first = g.generate([req(g, "x"), req(g, "a red cube"), req(g, "forbidden")])

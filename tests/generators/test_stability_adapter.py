@@ -5,7 +5,7 @@ import json
 import logging
 
 import pytest
-from api_helpers import request_helpers
+from api_helpers import api_request, request_helpers
 from PIL import Image
 
 from harness.errors import ConfigError
@@ -110,3 +110,23 @@ def test_bad_key_and_no_leak(fake, monkeypatch, caplog):
     g = make(fake)
     hay = json.dumps(g.describe()) + repr(vars(g)) + caplog.text + res.error
     assert "sk-wrong" not in hay and KEY not in hay
+
+
+@pytest.mark.parametrize("config, model_id", [("stability_sd35_large", "sd3.5-large"),
+                                              ("stability_sd35_flash", "sd3.5-flash")])
+def test_sd35_configs_go_to_the_sd3_service_with_the_model(fake, config, model_id):
+    from pathlib import Path
+
+    import yaml
+
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[2] / "harness" / "conf" / "models"
+                          / f"{config}.yaml").read_text())
+    assert cfg["model_id"] == model_id and cfg["options"]["lockout_s"] == 60
+    g = StabilityImages(name="s", label="S", model_id=model_id,
+                        params={"width": 1024, "height": 1024, "guidance": 4.5, "extra": {}},
+                        options={"base_url": fake.url, "backoff_s": 0.01})
+    res = g.generate([api_request(g, "a red cube", seed=3)])[0]
+    assert res.status == "ok", res.error
+    sent = fake.requests[0]
+    assert sent.path == "/v2beta/stable-image/generate/sd3" and sent.form["model"] == model_id
+    assert sent.form["cfg_scale"] == "4.5"

@@ -36,13 +36,14 @@ def fake():
 
 
 @pytest.mark.parametrize("path, headers, good", [
-    ("/v1beta/models/imagen-4.0-generate-001:predict", "x-goog-api-key", KEY),
+    ("/v1beta/models/gemini-3.1-flash-image:generateContent", "x-goog-api-key", KEY),
     ("/v1/flux-pro-1.1", "x-key", KEY),
     ("/fal/fal-ai/flux/dev", "Authorization", f"Key {KEY}"),
     ("/v1/models/black-forest-labs/flux-schnell/predictions", "Authorization", f"Token {KEY}"),
 ])
 def test_each_provider_checks_its_own_auth_header(fake, path, headers, good):
-    body = {"prompt": "x", "instances": [{"prompt": "x"}], "input": {"prompt": "x"}}
+    body = {"prompt": "x", "contents": [{"parts": [{"text": "x"}]}], "input": {"prompt": "x"},
+            "generationConfig": {"responseModalities": ["IMAGE"]}}
     status, _ = call(fake.url + path, "POST", body, {headers: "wrong"})
     assert status in (400, 401, 403)
     status, _ = call(fake.url + path, "POST", body, {headers: good})
@@ -70,6 +71,22 @@ def test_route_name_faults_and_provider_error_shapes(fake):
     assert status == 503 and body["error"]["status"] == "UNAVAILABLE"
 
 
+@pytest.mark.parametrize("path, header, value", [
+    ("/v1beta/models/imagen-4.0-generate-001:predict", "x-goog-api-key", KEY),
+    ("/v1/projects/p1/locations/us-central1/publishers/google/models/"
+     "imagen-4.0-generate-001:predict", "Authorization", f"Bearer {KEY}")])
+def test_imagen_predict_is_gone_as_google_shut_it_down(fake, path, header, value):
+    # Imagen was shut down on the Gemini API and Vertex AI on 2026-08-17
+    # (https://firebase.google.com/docs/ai-logic/imagen-models-migration): a 404 NOT_FOUND in
+    # google.rpc.Status form, whatever the request.
+    status, body = call(fake.url + path, "POST",
+                        {"instances": [{"prompt": "a"}], "parameters": {"sampleCount": 1}},
+                        {header: value})
+    err = body["error"]
+    assert status == 404 and err["code"] == 404 and err["status"] == "NOT_FOUND"
+    assert "imagen-4.0-generate-001" in err["message"] and "predictions" not in body
+
+
 def test_expiring_result_urls(fake):
     fake.sample_ttl_s = 0.2
     fake.pending_polls = 0
@@ -88,9 +105,10 @@ def test_expiring_result_urls(fake):
 def test_in_flight_accounting(fake):
     fake.latency_s = 0.3
     h = {"x-goog-api-key": KEY}
-    url = fake.url + "/v1beta/models/imagen-4.0-generate-001:predict"
-    threads = [threading.Thread(target=call, args=(url, "POST", {"instances": [{"prompt": "a"}]}, h))
-               for _ in range(4)]
+    url = fake.url + "/v1beta/models/gemini-3.1-flash-image:generateContent"
+    body = {"contents": [{"parts": [{"text": "a"}]}],
+            "generationConfig": {"responseModalities": ["IMAGE"]}}
+    threads = [threading.Thread(target=call, args=(url, "POST", body, h)) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
@@ -116,12 +134,14 @@ def test_fake_providers_command_serves_until_interrupted():
                     "REPLICATE_API_TOKEN", "FAL_KEY"):
             assert f"export {var}={KEY}" in text
         assert "models.flux_pro.options.base_url=" in text
-        status, body = call(url + "/v1beta/models/imagen-4.0-generate-001:predict", "POST",
-                            {"instances": [{"prompt": "a"}], "parameters": {"sampleCount": 1}},
+        status, body = call(url + "/v1beta/models/gemini-3.1-flash-image:generateContent", "POST",
+                            {"contents": [{"parts": [{"text": "a"}]}],
+                             "generationConfig": {"responseModalities": ["IMAGE"]}},
                             {"x-goog-api-key": KEY})
-        assert status == 200 and body["predictions"][0]["mimeType"] == "image/png"
+        parts = body["candidates"][0]["content"]["parts"]
+        assert status == 200 and parts[0]["inlineData"]["mimeType"] == "image/png"
         _, stats = call(url + "/_fake/stats")
-        assert stats["calls"]["google.predict"] == 1
+        assert stats["calls"]["google.generateContent"] == 1
     finally:
         p.send_signal(signal.SIGINT)
         assert p.wait(timeout=10) == 0, p.stderr.read()

@@ -30,8 +30,13 @@ from harness.testing.fakes.server import (
     prompt_image,
 )
 
+BFL_FLUX2_MODELS = ("flux-2-pro", "flux-2-max", "flux-2-flex", "flux-2-klein-4b",
+                    "flux-2-klein-9b")
+"""FLUX.2 endpoints, width/height multiples of 16 from 64, at most 4 MP: BFL's API reference
+(https://github.com/black-forest-labs/skills/blob/main/skills/bfl-api/references/endpoints.md)
+and pricing page (https://docs.bfl.ai/quick_start/pricing)."""
 BFL_MODELS = ("flux-pro-1.1", "flux-pro-1.1-ultra", "flux-pro", "flux-dev", "flux-kontext-pro",
-              "flux-kontext-max")
+              "flux-kontext-max", *BFL_FLUX2_MODELS)
 
 bfl_error = detail_error({
     429: "You have exceeded the number of active tasks (24). Please wait for some tasks to "
@@ -67,10 +72,20 @@ def _bfl_submit(fake: FakeProviders, req: Request) -> Reply:
     body = req.json if isinstance(req.json, dict) else {}
     if not body.get("prompt"):
         return _bfl_invalid("prompt", "Field required", None)
+    flux2 = model in BFL_FLUX2_MODELS
     for dim in ("width", "height"):
         v = body.get(dim)
-        if v is not None and (not isinstance(v, int) or v % 32 or not 256 <= v <= 1440):
+        if v is None:
+            continue
+        if flux2 and (not isinstance(v, int) or v % 16 or v < 64):
+            return _bfl_invalid(dim, "Input should be a multiple of 16 of at least 64", v)
+        if not flux2 and (not isinstance(v, int) or v % 32 or not 256 <= v <= 1440):
             return _bfl_invalid(dim, "Input should be a multiple of 32 between 256 and 1440", v)
+    if flux2 and int(body.get("width") or 0) * int(body.get("height") or 0) > 4_000_000:
+        return _bfl_invalid("width", "width x height should be at most 4 megapixels",
+                            body.get("width"))
+    if flux2 and model != "flux-2-flex" and ("steps" in body or "guidance" in body):
+        return _bfl_invalid("steps", "Extra inputs are not permitted", body.get("steps"))
     if body.get("output_format", "jpeg") not in ("jpeg", "png"):
         return _bfl_invalid("output_format", "Input should be 'jpeg' or 'png'",
                             body.get("output_format"))

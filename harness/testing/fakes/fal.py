@@ -4,8 +4,11 @@
 Outcomes (:meth:`FakeProviders.set_outcome`): "moderated" (has_nsfw_concepts: [true]),
 "failed" (the result is an error), "runner_error" (``COMPLETED`` carrying ``error`` and
 ``error_type``, as fal-client's ``Completed`` reads them; the result is that error),
-"policy" (likewise with ``error_type: content_policy_violation``), "expired" (image URLs
-already expired), "pending:N".
+"policy" (likewise with ``error_type: content_policy_violation``), "policy_result" (a plain
+``COMPLETED``, and the result a 422 model error ``{"detail": [{"loc", "msg", "type":
+"content_policy_violation", "url", "input"}]}`` with ``X-Fal-Retryable: false``, the shape of
+https://fal.ai/docs/documentation/model-apis/errors), "expired" (image URLs already expired),
+"pending:N".
 
 The Platform API's request history, ``GET /fal/platform/v1/models/requests/by-endpoint``
 (``https://api.fal.ai/v1/models/requests/by-endpoint``: ``endpoint_id``, ``start``, ``end``,
@@ -58,6 +61,8 @@ def fal_routes(fake: FakeProviders) -> None:
                name="fal.status", prompt_of=no_prompt, **kw)
     fake.route("GET", "/fal/{owner}/{app}/requests/{rid}", _fal_result, name="fal.result",
                prompt_of=no_prompt, **kw)
+    fake.route("GET", "/fal/platform/v1/models", _fal_models, name="fal.models",
+               prompt_of=no_prompt, **kw)
     fake.route("GET", "/fal/platform/v1/models/requests/by-endpoint", _fal_history,
                name="fal.history", prompt_of=no_prompt, **kw)
     fake.route("POST", "/fal/{app:path}", _fal_submit, name="fal.submit", **kw)
@@ -66,6 +71,18 @@ def fal_routes(fake: FakeProviders) -> None:
 
 
 PROVIDER = Provider("fal", fal_routes, "/fal", "FAL_KEY", "fal_flux_dev")
+
+
+def _fal_models(fake: FakeProviders, req: Request) -> Reply:
+    """The Platform API's model search in find mode, ``GET /v1/models?endpoint_id=...``
+    (https://docs.fal.ai/platform-apis/v1/models): ``models`` (``endpoint_id``, ``metadata``
+    with ``display_name``, ``category``, ``status`` active|deprecated), ``next_cursor``,
+    ``has_more``. The apps :data:`FAL_APPS` serves are listed, as active."""
+    wanted = req.query.get("endpoint_id")
+    ids = [a for a in FAL_APPS if wanted is None or a == wanted]
+    return Reply(200, {"models": [{"endpoint_id": a, "metadata": {
+        "display_name": a, "category": "text-to-image", "status": "active"}} for a in ids],
+        "next_cursor": None, "has_more": False})
 
 
 def _fal_urls(fake: FakeProviders, job: Job) -> dict[str, str]:
@@ -155,7 +172,7 @@ def _fal_history(fake: FakeProviders, req: Request) -> Reply:
     chunk = jobs[page * limit:(page + 1) * limit]
     items = []
     for j in chunk:
-        failed = j.outcome in ("failed", *_FAILED_STATUS)
+        failed = j.outcome in ("failed", "policy_result", *_FAILED_STATUS)
         item = {"request_id": j.id, "endpoint_id": j.params["app"], "sent_at": _iso(j.created),
                 "started_at": _iso(j.created + 0.01), "ended_at": _iso(j.created + 0.43),
                 "status_code": 422 if failed else 200, "duration": 0.42}
@@ -177,6 +194,12 @@ def _fal_result(fake: FakeProviders, req: Request) -> Reply:
     if job.outcome == "failed":
         return Reply(422, {"detail": [{"loc": ["body"], "msg": "Generation failed: the model "
                                        "raised an error", "type": "runtime_error"}]})
+    if job.outcome == "policy_result":
+        return Reply(422, {"detail": [{
+            "loc": ["body", "prompt"], "msg": "The content was flagged by a content checker.",
+            "type": "content_policy_violation",
+            "url": "https://docs.fal.ai/errors#content_policy_violation",
+            "input": job.prompt}]}, {"X-Fal-Retryable": "false"})
     if job.outcome in _FAILED_STATUS:
         err = _FAILED_STATUS[job.outcome]
         return Reply(500 if job.outcome == "runner_error" else 422,

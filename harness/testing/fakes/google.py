@@ -1,10 +1,10 @@
-"""Google: Imagen (``:predict``) and Gemini image models (``:generateContent``), on the Gemini
+"""Google: Gemini image models (``:generateContent``), and Imagen's ``:predict`` answering 404
+NOT_FOUND as it does since Imagen was shut down (:data:`IMAGEN_SHUTDOWN`), on the Gemini
 API (``/v1beta/models/{model}``, key in ``x-goog-api-key``) and on Vertex AI
 (``/{v1,v1beta1}/projects/{project}/locations/{location}/publishers/google/models/{model}``,
 ``Authorization: Bearer <token>``; the fake's key stands for the token).
 
-Outcomes (:meth:`FakeProviders.set_outcome`): "moderated" (Imagen: filtered, with
-raiFilteredReason when includeRaiReason; Gemini: finishReason IMAGE_SAFETY), any Gemini
+Outcomes (:meth:`FakeProviders.set_outcome`): "moderated" (finishReason IMAGE_SAFETY), any Gemini
 finishReason by name (IMAGE_SAFETY, IMAGE_PROHIBITED_CONTENT, NO_IMAGE, SAFETY ...), "blocked"
 (promptFeedback.blockReason) and "text_only" (the model answers in words, no image).
 """
@@ -15,7 +15,15 @@ import base64
 import uuid
 from typing import Any
 
-from harness.testing.fakes.server import Auth, FakeProviders, Provider, Reply, Request, prompt_image
+from harness.testing.fakes.server import (
+    Auth,
+    FakeProviders,
+    Provider,
+    Reply,
+    Request,
+    no_prompt,
+    prompt_image,
+)
 
 _GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
                   429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE",
@@ -24,7 +32,6 @@ _GOOGLE_MESSAGES = {429: "Resource has been exhausted (e.g. check quota).",
                     500: "An internal error has occurred. Please retry or report in "
                          "https://developers.generativeai.google/guide/troubleshooting",
                     503: "The model is overloaded. Please try again later."}
-IMAGEN_ASPECTS = ("1:1", "3:4", "4:3", "9:16", "16:9")
 GEMINI_ASPECTS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9",
                   "1:8", "8:1", "1:4", "4:1")
 """google-genai's ``ImageConfigAspectRatio`` (from Google's API spec); a test checks it."""
@@ -114,43 +121,58 @@ def google_routes(fake: FakeProviders) -> None:
                    prompt_of=_contents_prompt)
 
 
+    fake.route("GET", "/{version}/models/{model}", _google_model, name="google.model",
+               auth=AUTH, error=google_error, prompt_of=no_prompt)
+    fake.route("GET", "/{version}/publishers/google/models/{model}", _google_model,
+               name="google.model", auth=EITHER_AUTH, error=google_error, prompt_of=no_prompt)
+
+
+EITHER_AUTH = Auth(lambda h, q, key: _goog_key(h, q, key) or _bearer(h, q, key), _deny_vertex)
+"""Vertex AI's publisher model GET: a bearer token, or an express-mode key."""
+
+
+def _google_model(fake: FakeProviders, req: Request) -> Reply:
+    """The free model metadata call of google-genai's ``models.get``: the Gemini API's ``Model``
+    (``name``, ``version``, ``displayName``, ``supportedGenerationMethods`` ...) or Vertex AI's
+    ``PublisherModel`` (``name``, ``versionId``, ``launchStage``). Served: the Gemini image
+    models ``:generateContent`` serves; an Imagen model (shut down) or anything else is 404."""
+    model = req.params["model"]
+    vertex = "/publishers/" in req.path
+    if not (model.startswith("gemini-") and "image" in model):
+        if vertex:
+            return _google_bad(f"Publisher Model `publishers/google/models/{model}` not found.",
+                               404)
+        return _google_bad(f"models/{model} is not found for API version "
+                           f"{req.params.get('version', 'v1beta')}.", 404)
+    if vertex:
+        return Reply(200, {"name": f"publishers/google/models/{model}", "versionId": "001",
+                           "openSourceCategory": "PROPRIETARY", "launchStage": "GA"})
+    return Reply(200, {"name": f"models/{model}", "baseModelId": model, "version": "001",
+                       "displayName": model, "inputTokenLimit": 65536,
+                       "outputTokenLimit": 32768,
+                       "supportedGenerationMethods": ["generateContent", "countTokens"]})
+
+
 PROVIDER = Provider("google", google_routes, "/v1beta", "GEMINI_API_KEY", "gemini_image")
+
+
+IMAGEN_SHUTDOWN = "2026-08-17"
+"""Google shut every Imagen model down on the Gemini API and on Vertex AI on this day
+(https://firebase.google.com/docs/ai-logic/imagen-models-migration), so ``:predict`` of an Imagen
+model answers 404 NOT_FOUND, as for any model the API does not serve."""
 
 
 def _google_predict(fake: FakeProviders, req: Request) -> Reply:
     model = req.params["model"]
-    if not model.startswith("imagen-"):
-        return _google_bad(f"models/{model} is not found for API version v1beta, or is not "
-                           "supported for predict. Call ListModels to see the list of available "
-                           "models and their supported methods.", 404)
-    prompt = _predict_prompt(req)
-    if not prompt:
-        return _google_bad("Invalid value at 'instances[0].prompt' (TYPE_STRING): a prompt is "
-                           "required.")
-    p = (req.json or {}).get("parameters") or {}
-    n = p.get("sampleCount", 4)
-    if not isinstance(n, int) or not 1 <= n <= 4:
-        return _google_bad("sampleCount must be between 1 and 4.")
-    ar = p.get("aspectRatio", "1:1")
-    if ar not in IMAGEN_ASPECTS:
-        return _google_bad(f"Unsupported aspect ratio: {ar}. Supported: {', '.join(IMAGEN_ASPECTS)}.")
-    pg = p.get("personGeneration")
-    if pg is not None and pg not in ("dont_allow", "allow_adult", "allow_all"):
-        return _google_bad(f"Invalid personGeneration: {pg}.")
-    mime = (p.get("outputOptions") or {}).get("mimeType", "image/png")
-    fmt = "jpeg" if mime == "image/jpeg" else "png"
-    filtered = fake.outcome(prompt) == "moderated"
-    preds: list[dict[str, Any]] = []
-    for i in range(n):
-        if filtered:
-            if p.get("includeRaiReason"):
-                preds.append({"raiFilteredReason": "Your current safety filter threshold filtered "
-                              "out 1 generated images. You will not be charged for blocked "
-                              "images. Try rephrasing the prompt. Support codes: 56562880"})
-            continue
-        img = prompt_image(prompt if i == 0 else f"{prompt}#{i}", fmt)
-        preds.append({"bytesBase64Encoded": base64.b64encode(img).decode(), "mimeType": mime})
-    return Reply(200, {"predictions": preds} if preds else {})
+    if "project" in req.params:  # Vertex AI's wording for a publisher model it does not serve
+        return _google_bad(f"Publisher Model `projects/{req.params['project']}/locations/"
+                           f"{req.params['location']}/publishers/google/models/{model}` was not "
+                           "found or your project does not have access to it. Please ensure you "
+                           "are using a valid model version.", 404)
+    return _google_bad(f"models/{model} is not found for API version "
+                       f"{req.params.get('version', 'v1beta')}, or is not supported for predict. "
+                       "Call ListModels to see the list of available models and their supported "
+                       "methods.", 404)
 
 
 def _google_generate_content(fake: FakeProviders, req: Request) -> Reply:

@@ -197,6 +197,23 @@ def openai_routes(fake: FakeProviders) -> None:
     """``POST /v1/images/generations`` and ``POST /v1/images/edits``."""
     fake.route("POST", "/v1/images/generations", _openai_generate, auth=AUTH, error=openai_error)
     fake.route("POST", "/v1/images/edits", _openai_edit, auth=AUTH, error=openai_error)
+    fake.route("GET", "/v1/models/{model}", _openai_model, name="openai.model", auth=AUTH,
+               error=openai_error)
+
+
+def _openai_model(fake: FakeProviders, req: Request) -> Reply:
+    """``GET /v1/models/{model}`` (the SDK's ``models.retrieve``), shaped as the SDK's ``Model``
+    (``id``, ``object``, ``created``, ``owned_by``; ``shutdown_date`` when announced). Image models
+    are the SDK's ``ImageModel`` names; a retired one is not found, as on the images routes."""
+    from openai.types import Model
+
+    rules = sdk_rules()
+    model = req.params["model"]
+    if model not in rules.models or model in rules.retired:
+        return _invalid(404, f"The model '{model}' does not exist", "model_not_found", "model")
+    body = {"id": model, "object": "model", "created": 1_700_000_000, "owned_by": "system",
+            "shutdown_date": None}
+    return Reply(200, {k: v for k, v in body.items() if k in Model.model_fields})
 
 
 PROVIDER = Provider("openai", openai_routes, "/v1", "OPENAI_API_KEY", "openai_gpt_image")

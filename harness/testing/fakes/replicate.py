@@ -74,12 +74,32 @@ def replicate_routes(fake: FakeProviders) -> None:
                prompt_of=no_prompt, **kw)
     fake.route("GET", "/v1/predictions", _replicate_list, name="replicate.list",
                prompt_of=no_prompt, **kw)
+    fake.route("GET", "/v1/models/{owner}/{name}", _replicate_model, name="replicate.model",
+               prompt_of=no_prompt, **kw)
+    fake.route("GET", "/v1/models/{owner}/{name}/versions/{version}", _replicate_model,
+               name="replicate.model", prompt_of=no_prompt, **kw)
     fake.route("GET", "/replicate-delivery/{token}.{ext}", file_route, name="replicate.file",
                auth=None, error=replicate_error, prompt_of=no_prompt)
 
 
 PROVIDER = Provider("replicate", replicate_routes, "/v1", "REPLICATE_API_TOKEN",
                     "replicate_flux_schnell")
+
+
+def _replicate_model(fake: FakeProviders, req: Request) -> Reply:
+    """``GET /v1/models/{owner}/{name}`` (and ``.../versions/{id}``): the model object of
+    Replicate's HTTP API (``url``, ``owner``, ``name``, ``visibility``, ``latest_version`` ...)
+    for the models :data:`REPLICATE_MODELS` serves; anything else is 404."""
+    model = f"{req.params['owner']}/{req.params['name']}"
+    if model not in REPLICATE_MODELS:
+        return Reply(404, replicate_error(404, "Not found"))
+    version = {"id": req.params.get("version") or "0" * 64, "created_at": _iso(1.7e9),
+               "cog_version": "0.9.0", "openapi_schema": {}}
+    if "version" in req.params:
+        return Reply(200, version)
+    return Reply(200, {"url": f"https://replicate.com/{model}", "owner": req.params["owner"],
+                       "name": req.params["name"], "description": "", "visibility": "public",
+                       "run_count": 0, "latest_version": version})
 
 
 def _iso(t: float | None) -> str | None:

@@ -50,6 +50,9 @@ class Fault:
     """Seconds to wait before answering (a hang when longer than the client's timeout)."""
     then_ok: bool = False
     """After the delay, answer normally (a slow answer) instead of with ``status``."""
+    processed: bool = False
+    """The provider looked at the prompt before answering (a moderation refusal): counted in
+    :attr:`FakeProviders.paid`, unlike rate limits, 5xx and hangs, which refuse before any work."""
 
     @classmethod
     def rate_limit(cls, retry_after: float | str | None = None,
@@ -105,13 +108,15 @@ class Fault:
     def moderation(cls) -> Fault:
         """gpt-image-1's safety-system rejection."""
         return cls(400, error_body("Your request was rejected by the safety system.",
-                                   "image_generation_user_error", "moderation_blocked"))
+                                   "image_generation_user_error", "moderation_blocked"),
+                   processed=True)
 
     @classmethod
     def content_policy(cls) -> Fault:
         """dall-e-3's content-policy rejection."""
         return cls(400, error_body("Your request was rejected as a result of our safety system.",
-                                   "invalid_request_error", "content_policy_violation"))
+                                   "invalid_request_error", "content_policy_violation"),
+                   processed=True)
 
 
 @dataclass
@@ -172,6 +177,8 @@ class Route:
     """None: public (result downloads)."""
     error: ErrorShape
     prompt_of: Callable[[Request], str | None]
+    provider: str = ""
+    """Name of the provider whose installer added the route (the counters' key)."""
 
 
 @dataclass(frozen=True)
@@ -275,6 +282,9 @@ class FakeProviders:
         job_seconds: A job is also not ready before this many seconds after its submit.
         sample_ttl_s: Seconds a result URL stays valid (BFL's expire in minutes).
         jobs: Submitted jobs by id.
+        paid: Per provider, the submits it processed, counted per prompt (:meth:`paid_stats`).
+        sent_images: Every image the server sent, in order: (provider, route name, sha256 of
+            the bytes as they left: a file, or the decoded base64 of a JSON answer).
     """
 
     def __init__(self, api_key: str = "sk-fake-key",
@@ -310,8 +320,16 @@ class FakeProviders:
         self._t_first: float | None = None
         self._t_last = 0.0
         self._max_in_flight = 0
-        for add in providers or [p.install for p in registered()]:
+        self.paid: dict[str, Counter[str]] = {}
+        self.sent_images: list[tuple[str, str, str]] = []
+        installers = ([(p.name, p.install) for p in registered()] if providers is None else
+                      [(getattr(add, "__module__", "").rpartition(".")[2], add)
+                       for add in providers])
+        for name, add in installers:
+            first = len(self.routes)
             add(self)
+            for r in self.routes[first:]:
+                r.provider = r.provider or name
 
     # -- scripting ------------------------------------------------------------------------
 
@@ -372,6 +390,8 @@ class FakeProviders:
             self._windows.clear()
             self._outcomes.clear()
             self.jobs.clear()
+            self.paid.clear()
+            self.sent_images.clear()
             self._area, self._t_first, self._t_last, self._max_in_flight = 0.0, None, 0.0, 0
 
     def in_flight_stats(self) -> dict[str, float]:
@@ -381,6 +401,23 @@ class FakeProviders:
             span = (self._t_last - self._t_first) if self._t_first is not None else 0.0
             return {"mean": self._area / span if span > 0 else 0.0, "max": self._max_in_flight,
                     "seconds": span}
+
+    def paid_stats(self) -> dict[str, dict[str, int]]:
+        """Per provider: ``paid`` (submits the provider processed: the route carries a prompt
+        and the provider's handler answered it below 500 other than 429, refusals and
+        validation errors included, or a scripted moderation fault; injected rate limits, 5xx,
+        hangs and auth denials are not, as they refuse before any work; a client that hung up
+        before the answer still counts: the provider did the work), ``prompts`` (distinct
+        prompts among them), ``duplicates`` (paid minus prompts: the same prompt processed
+        again) and ``images`` (images sent, result downloads included)."""
+        with self._lock:
+            out = {p: {"paid": sum(c.values()), "prompts": len(c),
+                       "duplicates": sum(c.values()) - len(c), "images": 0}
+                   for p, c in self.paid.items()}
+            for provider, _, _ in self.sent_images:
+                out.setdefault(provider, {"paid": 0, "prompts": 0, "duplicates": 0,
+                                          "images": 0})["images"] += 1
+        return out
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -543,6 +580,7 @@ class FakeProviders:
         if self.latency_s and self._stop.wait(self.latency_s):
             return
         rid = f"req_{uuid.uuid4().hex[:24]}"
+        ran = False  # the provider's handler looked at the request
         if route is None:
             reply = Reply(404, error_body(f"Invalid URL ({method} {path})",
                                           "invalid_request_error", None))
@@ -555,15 +593,35 @@ class FakeProviders:
             reply = route.handler(self, req) if fault.then_ok else Reply(
                 fault.status, fault.body or route.error(fault.status, f"HTTP {fault.status}"),
                 dict(fault.headers))
+            ran = fault.then_ok or fault.processed
         else:
             reply = route.handler(self, req)
+            ran = True
+        if route is not None:
+            self._count(route, prompt if ran and reply.status < 500 and reply.status != 429
+                        else None, reply)
         self._send(h, reply, rid)
+
+    def _count(self, route: Route, paid_prompt: str | None, reply: Reply) -> None:
+        """Count a processed submit (``paid_prompt``: its prompt; :meth:`paid_stats`) and the
+        images a reply carries."""
+        shas = _image_shas(reply) if reply.status < 300 else []
+        with self._lock:
+            if paid_prompt is not None:
+                self.paid.setdefault(route.provider, Counter())[paid_prompt] += 1
+            self.sent_images.extend((route.provider, route.name, s) for s in shas)
 
     def _control(self, path: str, method: str) -> Reply:
         """``GET /_fake/stats`` (counters, in-flight) and ``POST /_fake/reset``, for demos and
         the benchmark (which runs the fake in another process)."""
         if path == "/_fake/stats":
             return Reply(200, {"calls": dict(self.calls), "in_flight": self.in_flight_stats()})
+        if path == "/_fake/paid":
+            return Reply(200, self.paid_stats())
+        if path == "/_fake/images":
+            with self._lock:
+                sent = [list(t) for t in self.sent_images]
+            return Reply(200, {"images": sent})
         if path == "/_fake/reset" and method == "POST":
             self.reset()
             return Reply(200, {"reset": True})
@@ -584,6 +642,33 @@ class FakeProviders:
             h.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
             pass
+
+
+_MAGIC_B64 = ("iVBORw0KGgo", "/9j/", "UklGR")
+"""How base64 of a PNG, a JPEG and a WebP file begins."""
+
+
+def _image_shas(reply: Reply) -> list[str]:
+    """sha256 of each image in a reply: raw image bytes, or base64 images anywhere in a JSON
+    body (``b64_json``, ``inlineData.data``, ``bytesBase64Encoded``, ``data:`` URIs)."""
+    import base64
+
+    if reply.raw is not None:
+        return [hashlib.sha256(reply.raw).hexdigest()] if reply.content_type.startswith(
+            "image/") else []
+    out: list[str] = []
+    stack = [reply.body]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            stack.extend(reversed(list(v.values())))
+        elif isinstance(v, list):
+            stack.extend(reversed(v))
+        elif isinstance(v, str) and len(v) > 64:
+            b64 = v.partition(";base64,")[2] if v.startswith("data:image/") else v
+            if b64.startswith(_MAGIC_B64):
+                out.append(hashlib.sha256(base64.b64decode(b64)).hexdigest())
+    return out
 
 
 def _parse_multipart(ctype: str, raw: bytes) -> tuple[dict[str, str], dict[str, bytes]]:

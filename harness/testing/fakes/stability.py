@@ -21,6 +21,9 @@ from harness.testing.fakes.server import (
     prompt_image,
 )
 
+# The sd3 service's models and the aspect ratios of the v2beta generate API reference
+# (https://platform.stability.ai/docs/api-reference#tag/Generate); the page itself could not be
+# read for this table on 2026-12-01, so it was checked against copies of its schema.
 STABILITY_ASPECTS = ("16:9", "1:1", "21:9", "2:3", "3:2", "4:5", "5:4", "9:16", "9:21")
 STABILITY_SD3_MODELS = ("sd3.5-large", "sd3.5-large-turbo", "sd3.5-medium", "sd3.5-flash")
 _STABILITY_NAMES = {400: "bad_request", 401: "unauthorized", 402: "payment_required",
