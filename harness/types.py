@@ -189,6 +189,12 @@ class Score:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+CIRCUIT_OPEN = "circuit_open"
+"""``GenResult.info`` flag (and provider error code) of a request not sent because the model's
+circuit breaker is open or the provider refused the key or the account (set by
+:mod:`harness.generators.api`, read by the leaderboard to say why a model is short)."""
+
+
 JournalState = Literal["sending", "submitted", "done"]
 
 

@@ -40,6 +40,7 @@ from harness.generators.http import (
     scrub,
     scrub_obj,
 )
+from harness.types import CIRCUIT_OPEN
 
 if TYPE_CHECKING:
     from harness.types import Journal, JournalEntry
@@ -171,7 +172,7 @@ class APIGenerator:
             res = GenResult(status="error", error=str(e), provider_request_id=e.request_id,
                             info={"attempts": e.attempts, "http_status": e.status, "code": e.code}
                             | ({"final": e.final} if e.final else {})
-                            | ({CIRCUIT_OPEN: True} if e.code == "circuit_open" else {}))
+                            | ({CIRCUIT_OPEN: True} if e.code == CIRCUIT_OPEN else {}))
         except (ValueError, KeyError, TypeError, OSError) as e:  # an answer we cannot read
             res = GenResult(status="error", error=f"{self.provider}: unexpected answer "
                             f"({type(e).__name__}: {e})")
@@ -323,11 +324,6 @@ class PreflightLine:
     """``ok``; ``warn`` (worth a look, the run can go); ``missing`` (the run cannot go);
     ``unchecked`` (the provider offers no way to check it)."""
     message: str
-
-
-CIRCUIT_OPEN = "circuit_open"
-"""``GenResult.info`` flag (and :class:`ProviderError` code) of a request not sent because the
-model's circuit breaker is open or the provider refused the key or the account."""
 
 
 class CircuitBreaker:

@@ -103,8 +103,14 @@ def main_blocks(lb: Leaderboard) -> list[Block]:
 
 
 def notes_blocks(lb: Leaderboard) -> list[Block]:
-    """What is missing, in words (empty when nothing is)."""
-    return [("h2", "What is missing"), ("list", [(0, n) for n in lb.notes])] if lb.notes else []
+    """What is missing, in words (empty when nothing is); under a model's shortfall line, its
+    causes with example messages."""
+    if not lb.notes:
+        return []
+    why = {s.line(): s.example_lines() for s in lb.short}
+    items = [(level, text) for n in lb.notes
+             for level, text in [(0, n)] + [(1, e) for e in why.get(n, [])]]
+    return [("h2", "What is missing"), ("list", items)]
 
 
 def preference_blocks(lb: Leaderboard) -> list[Block]:

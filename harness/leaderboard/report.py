@@ -41,6 +41,8 @@ def write_report(lb: Leaderboard, out_dir: str | os.PathLike[str], *, html: bool
                       "metrics": _records(lb.agreement.get("metrics"))} if lb.agreement else None,
         "gallery": _records(lb.gallery.drop(columns=["image_path"], errors="ignore")),
     }
+    if lb.short:  # only then: a run with every image has the same file as before shortfalls
+        doc["short"] = [s.as_dict() for s in lb.short]
     _write_atomic(run_dir / "leaderboard.json",
                   json.dumps(_jsonable(doc), indent=2, sort_keys=True, ensure_ascii=False, default=str,
                              allow_nan=False) + "\n")

@@ -12,6 +12,7 @@ import pandas as pd
 
 from harness.leaderboard.agreement import metric_agreement, rater_agreement
 from harness.leaderboard.preference import PreferenceSummary, summarise
+from harness.leaderboard.shortfall import Shortfall, shortfall
 from harness.leaderboard.stats import mean_ci
 from harness.leaderboard.votes import excluded_vote_count, load_votes
 from harness.metrics.base import NOTES_KEY, ReadingNotes, output_directions, reading_notes, without_notes
@@ -51,6 +52,10 @@ class Leaderboard:
     """The report settings the tables were built with."""
     notes: list[str] = field(default_factory=list)
     """What is missing or could not be computed, in words, for every renderer to show."""
+    short: list[Shortfall] = field(default_factory=list)
+    """Models with fewer images than planned (failed or pending units), in table order, with
+    why; none when every model has all its images. Each one's :meth:`Shortfall.line` is also
+    in :attr:`notes`."""
 
     @property
     def suite(self) -> str:
@@ -87,7 +92,8 @@ def build_leaderboard(store: Store, run_id: str, *, ci: float = 0.95, baseline: 
     run = store.run(run_id)
     infos = store.run_models(run_id)
     counts = store.unit_counts(run_id)
-    recs = pd.DataFrame(store.records(run_id))
+    records = store.records(run_id)
+    recs = pd.DataFrame(records)
     scores = pd.DataFrame(store.scores(run_id))
     set_scores = store.set_scores(run_id)
     prompts = store.run_prompts(run_id)
@@ -197,6 +203,15 @@ def build_leaderboard(store: Store, run_id: str, *, ci: float = 0.95, baseline: 
         settings=dict(ci=ci, baseline=baseline, n_boot=n_boot, seed=seed, both_bad=both_bad,
                       gallery_prompts=gallery_prompts, include_excluded=include_excluded),
     )
+    failed: dict[str, list[Any]] = {}
+    for rec in records:
+        if rec.status == "error":
+            failed.setdefault(rec.model, []).append(rec)
+    for _, r in table.iterrows():
+        s = shortfall(r["model"], r["label"], counts.get(r["model"]) or UnitCounts(),
+                      failed.get(r["model"], []))
+        if s is not None:
+            lb.short.append(s)
     lb.notes = missing_notes(lb)
     return lb
 
@@ -264,13 +279,16 @@ def missing_notes(lb: Leaderboard) -> list[str]:
     if len(t) == 1:
         notes.append(f"Only one model ({t['label'].iloc[0]}): there is nothing to compare it with, so no "
                      "ranking and no human preference.")
+    short = {s.model: s for s in lb.short}
     for _, r in t.iterrows():
         if r["ok"] == 0 and r["refused"] > 0:
             notes.append(f"{r['label']}: every finished request was refused ({int(r['refused'])}): no "
                          "images, so no metrics, no latency and no votes.")
-        elif r["ok"] == 0:
+        elif r["ok"] == 0 and r["model"] not in short:
             notes.append(f"{r['label']}: no images yet ({int(r['pending'])} pending, {int(r['errors'])} "
                          "errors).")
+        if r["model"] in short:  # fewer images than planned: how many and why
+            notes.append(short[r["model"]].line())
     pref = lb.preference
     if pref is not None and len(t) > 1:
         if pref.n_votes == 0:

@@ -314,3 +314,54 @@ def test_api_tasks_journal_through_the_driver_the_only_writer(ray, tmp_path):
     assert store.read_image(hashes[units[0].key]) == paid  # reused, not made again
     assert store.read_image(hashes[units[1].key]) == _seed_png(units[1].request.seed)
     store.close()
+
+
+def test_cost_cap_stops_api_tasks_cleanly_and_a_higher_cap_resumes_without_paying_twice(ray, workdir,
+                                                                                        monkeypatch):
+    """``run.max_cost_usd`` under executor=ray: batches in flight hold their cost, the batch that
+    would pass the cap is never sent, and a rerun with a higher cap pays only for the rest."""
+    from harness.assemble import build_job
+    from harness.config import validate
+    from harness.runner import pipeline
+    from harness.runner.preflight import Budget
+    from harness.testing.fakes import FakeProviders
+
+    key, model = "sk-ray-cap-key-1f3870be274f6c49b3e3", "openai_gpt_image_mini"  # $0.011 an image
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+
+    def job(fake, *extra):
+        cfg = cli.compose(["command=generate", "suite.limit=3", "samples=2", "run.name=cap",
+                           "progress=false", "metrics=[colorfulness]", f"models=[{model}]",
+                           f"models.{model}.options.base_url={fake.url}/v1",
+                           f"models.{model}.batch_size=2", f"models.{model}.options.concurrency=4",
+                           *RAY, "executor.options.env_vars=[HARNESS_*,OPENAI_API_KEY]", *extra])
+        return build_job(validate(cfg))
+
+    with FakeProviders(api_key=key) as fake:
+        fake.latency_s = 0.05
+        j = job(fake)
+        assert isinstance(j.executor, RayExecutor)
+        # Room for two batches of two ($0.044), not a third ($0.066); two go out at once.
+        budget = Budget(0.045, 0.0, {model: 0.011})
+        pipeline.save_plan(j.store, j.plan, {})
+        stats = pipeline.generate(j.store, j.plan, j.executor, budget=budget, progress=False)
+        paid = fake.calls["/v1/images/generations"]
+        assert stats.stopped and "run.max_cost_usd=0.045 reached" in stats.stopped
+        assert "run the same command again with a higher cap" in stats.stopped
+        assert "in flight" in stats.stopped  # a batch still running held its cost
+        counts = j.store.unit_counts("cap")[model]
+        assert (counts.ok, counts.pending) == (4, 2)
+        assert paid == counts.ok  # one paid submit per stored image, none past the cap
+        assert budget.spent == pytest.approx(0.044) and budget.reserved == 0
+        assert j.store.run("cap").status == "incomplete"
+
+        # A higher cap: the preflight counts the $0.044 already spent, the run sends the rest.
+        again = job(fake, "run.max_cost_usd=0.08")
+        said = []
+        pipeline.run("generate", again.store, again.run_id, plan=again.plan, executor=again.executor,
+                      settings=again.settings, echo=said.append)
+        assert "this run sends 2 requests, about $0.022, after $0.044 already spent" in said[0]
+        assert not any(line.startswith("stopped") for line in said)
+        assert fake.calls["/v1/images/generations"] == 6  # 6 images, 6 paid submits: none twice
+        assert again.store.unit_counts("cap")[model].ok == 6
+        assert again.store.run("cap").status == "generated"
