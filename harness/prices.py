@@ -57,7 +57,26 @@ def _row_problems(row: Any) -> list[str]:
                     isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
                     for v in sizes.values()):
                 out.append(f"prices.{quality} must map sizes to USD per image (numbers >= 0)")
+            elif isinstance(sizes, dict):
+                out += [f"prices.{quality}.{k}: an area tier is written \"<=WIDTHxHEIGHT\""
+                        for k in sizes if str(k).startswith("<=") and _pixels(str(k)[2:]) is None]
     return out
+
+
+def _pixels(size: str) -> int | None:
+    w, sep, h = size.partition("x")
+    return int(w) * int(h) if sep and w.isdigit() and h.isdigit() else None
+
+
+def _by_area(by_size: dict[str, Any], size: str) -> float | None:
+    """Price of the smallest ``"<=WxH"`` tier whose area holds ``size`` (providers that bill by
+    output area, e.g. "up to 1536x1536"), or None: no tiers, or larger than the largest one."""
+    want = _pixels(size)
+    if want is None:
+        return None
+    tiers = sorted((_pixels(k[2:]), v) for k, v in by_size.items()
+                   if k.startswith("<=") and _pixels(k[2:]) is not None)
+    return next((float(v) for area, v in tiers if want <= area), None)
 
 
 def _as_date(value: Any) -> dt.date:
@@ -99,8 +118,9 @@ def price_per_image(provider: str, model: str, size: str, quality: str | None,
     has no price for this model, size and quality on that day.
 
     The row used is the one with the latest ``as_of`` not after ``on`` (default: today); a
-    later row is a price that did not exist yet. A ``"*"`` quality or size in the table matches
-    any (providers that price per image). ``path``: another table file (default: the shipped
+    later row is a price that did not exist yet. A size is looked up exactly, then in the
+    ``"<=WxH"`` area tiers (the smallest that holds it), then ``"*"``, which matches any
+    (providers that price per image). ``path``: another table file (default: the shipped
     one)."""
     rows = load_prices(str(path) if path else None).get(provider, {}).get(model) or []
     day = on or dt.date.today()
@@ -110,7 +130,11 @@ def price_per_image(provider: str, model: str, size: str, quality: str | None,
     row = max(current, key=lambda r: _as_date(r["as_of"]))
     table = row.get("prices") or {}
     by_quality = table.get(quality or "") or table.get("*") or {}
-    value = by_quality.get(size, by_quality.get("*"))
+    value = by_quality.get(size)
+    if value is None:
+        value = _by_area(by_quality, size)
+    if value is None:
+        value = by_quality.get("*")
     if value is None:
         return None
     return float(value), {"as_of": _as_date(row["as_of"]).isoformat(),

@@ -72,3 +72,36 @@ def test_a_row_without_date_or_source_is_refused_with_where_and_how(tmp_path):
     assert "acme.painter-1[0]: source None is not a URL" in msg
     assert "acme.painter-1[1]: as_of '2026-13-01'" in msg
     assert "acme.painter-1[1]: prices.* must map sizes to USD" in msg
+
+
+def test_area_tiers_price_by_output_area_and_refuse_sizes_beyond_the_largest():
+    # fal bills Seedream 5.0 Pro by area: up to 1536x1536, then up to 2048x2048.
+    model = "bytedance/seedream/v5/pro/us/text-to-image"
+    day = dt.date(2026, 12, 1)
+
+    def price(size):
+        got = price_per_image("fal", model, size, None, on=day)
+        return None if got is None else got[0]
+
+    assert price("1024x1024") == 0.0675
+    assert price("1536x1536") == 0.0675          # the tier's own size is inside it
+    assert price("1024x2304") == 0.0675          # 2,359,296 px = 1536x1536 exactly
+    assert price("1536x1600") == 0.135           # one row over the first tier
+    assert price("2048x2048") == 0.135
+    assert price("2048x2304") is None            # larger than any tier: no price, not a guess
+
+
+def test_an_area_tier_that_is_not_a_size_is_refused_with_the_form_to_use():
+    bad = {"acme": {"m": [{"as_of": "2026-01-01", "source": "https://example.com",
+                           "prices": {"*": {"<=big": 0.1}}}]}}
+    problems = table_problems(bad)
+    assert problems and "<=WIDTHxHEIGHT" in problems[0]
+
+
+def test_flux2_pro_is_priced_only_within_its_first_megapixel():
+    # BFL: 3 credits for the first megapixel (10^6 px; 1024x1024 is 1.05 MP by BFL's table),
+    # part megapixels beyond it are not defined, so only outputs within 1 MP have a price.
+    day = dt.date(2026, 12, 1)
+    assert price_per_image("bfl", "flux-2-pro", "1024x960", None, on=day)[0] == 0.03
+    assert price_per_image("bfl", "flux-2-pro", "1000x1000", None, on=day)[0] == 0.03
+    assert price_per_image("bfl", "flux-2-pro", "1024x1024", None, on=day) is None

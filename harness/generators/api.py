@@ -42,6 +42,21 @@ from harness.generators.http import (
 )
 from harness.types import CIRCUIT_OPEN
 
+class UnreadableAnswer(ValueError):
+    """A provider's answer that arrived but cannot be read (no image where one must be): raised
+    by an adapter so the paid answer is journaled and reported like any other."""
+
+    def __init__(self, message: str, request_id: str | None = None,
+                 info: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+        self.info = dict(info or {})
+
+
+UNREADABLE = "paid_answer_unreadable"
+"""``info`` flag of a result whose paid request was answered but whose answer could not be read:
+journaled like any answer, so a later run reports it instead of paying again."""
+
 if TYPE_CHECKING:
     from harness.types import Journal, JournalEntry
 
@@ -151,19 +166,30 @@ class APIGenerator:
         one_call = journal is not None and not isinstance(self, JobGenerator)
         if journal is not None:
             entry = journal.find(key)
-            if entry is not None and entry.state == "done":
+            if entry is not None and entry.state == "done" \
+                    and not (entry.outcome or {}).get("info", {}).get(UNREADABLE):
                 return self._from_journal(journal, entry)
             if one_call and entry is not None and entry.state == "sending" \
                     and not self.options.resubmit_unconfirmed:  # type: ignore[attr-defined]
                 return self._unconfirmed(entry)
+            if one_call and entry is not None and entry.state == "done" \
+                    and (entry.outcome or {}).get("info", {}).get(UNREADABLE) \
+                    and not self.options.resubmit_unconfirmed:  # type: ignore[attr-defined]
+                return self._from_journal(journal, entry)
         breaker = self._breaker
         token = None
         if one_call:
             # "sending" is written when the paid request leaves (not while it waits for a slot):
             # a run killed before its answer arrives must not pay for the image again.
             j = journal
-            token = BEFORE_PAID_SEND.set(lambda: j.record_sending(key, self.provider, r.model))
-        lost_in_flight = False
+
+            def sending() -> None:
+                sent.append(True)
+                j.record_sending(key, self.provider, r.model)
+
+            token = BEFORE_PAID_SEND.set(sending)
+        sent: list[bool] = []
+        lost_in_flight = unreadable = False
         try:
             res = await self._one(http, r)
         except ProviderError as e:
@@ -174,8 +200,17 @@ class APIGenerator:
                             | ({"final": e.final} if e.final else {})
                             | ({CIRCUIT_OPEN: True} if e.code == CIRCUIT_OPEN else {}))
         except (ValueError, KeyError, TypeError, OSError) as e:  # an answer we cannot read
-            res = GenResult(status="error", error=f"{self.provider}: unexpected answer "
-                            f"({type(e).__name__}: {e})")
+            # The paid request went out and an answer came back: the provider may have billed
+            # it, so the answer is journaled like any other and not sent again by itself.
+            unreadable = bool(sent)
+            what = str(e) if isinstance(e, UnreadableAnswer) else f"{type(e).__name__}: {e}"
+            res = GenResult(status="error", error=f"{self.provider}: unexpected answer ({what})"
+                            + (f"; the request was answered and may have been billed, so it is "
+                               f"not sent again (set models.{self.name}.options."  # type: ignore[attr-defined]
+                               f"resubmit_unconfirmed=true to send it anew)" if unreadable else ""),
+                            provider_request_id=getattr(e, "request_id", None),
+                            info=getattr(e, "info", {})
+                            | ({UNREADABLE: True, "final": True} if unreadable else {}))
         finally:
             if token is not None:
                 BEFORE_PAID_SEND.reset(token)
@@ -190,7 +225,7 @@ class APIGenerator:
             breaker.record(res, http, self.name)  # type: ignore[attr-defined]
         if one_call:
             assert journal is not None
-            if res.status != "error":
+            if res.status != "error" or unreadable:
                 journal.record_answer(key, self.provider, r.model, _outcome(res), res.image,
                                       res.provider_request_id)
             elif not lost_in_flight:

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.errors import ConfigError, did_you_mean
-from harness.generators.api import APIGenerator, APIOptions, PreflightLine
+from harness.generators.api import APIGenerator, APIOptions, PreflightLine, UnreadableAnswer
 from harness.generators.base import Generator
 from harness.generators.http import ErrorInfo, HTTPClient, ProviderError, default_error, to_png
 from harness.generators.openai_spec import ImagesSpec, sdk_spec
@@ -161,9 +161,8 @@ class OpenAIImages(APIGenerator, Generator):
             item = resp.json["data"][0]
             image = to_png(base64.b64decode(item["b64_json"]))
         except (KeyError, IndexError, TypeError, ValueError, OSError) as e:
-            return GenResult(status="error", error=f"openai: unexpected answer ({type(e).__name__}: "
-                             f"{e}); no b64_json image in data[0]", latency_s=latency,
-                             provider_request_id=resp.request_id, info=info)
+            raise UnreadableAnswer(f"{type(e).__name__}: {e}; no b64_json image in data[0]",
+                                   resp.request_id, info) from e
         if item.get("revised_prompt"):
             info["revised_prompt"] = item["revised_prompt"]
         if resp.json.get("usage"):

@@ -290,6 +290,29 @@ def test_paid_answers_are_journaled_at_once_so_a_killed_batch_is_not_paid_again(
     assert again[0].image == first[1].image and again[0].info["from_journal"]
     assert again[1].status == "refused" and again[1].refusal_reason == "moderation_blocked"
 
+def test_a_paid_answer_that_cannot_be_read_is_journaled_and_not_paid_again(fake, store):
+    from harness.store.journal import StoreJournal
+
+    broken = {"created": 1, "data": [{"b64_json": "%%% not base64 %%%"}]}
+    fake.push_for_prompt("garbled", Fault(200, broken, processed=True))
+    g = make(fake)
+    g.attach_journal(StoreJournal(store))
+    first = one(g, "garbled")
+    assert first.status == "error" and "may have been billed" in first.error
+    assert first.info["final"] and fake.paid_stats()["openai"]["paid"] == 1
+    entry = StoreJournal(store).find(req(g, "garbled").key())
+    assert entry.state == "done" and entry.outcome["status"] == "error"
+    # The next run reports the journaled answer instead of paying for the image again ...
+    g2 = make(fake)
+    g2.attach_journal(StoreJournal(store))
+    again = one(g2, "garbled")
+    assert again.status == "error" and again.info["from_journal"] and fake.calls[GEN] == 1
+    # ... unless the user asks for it to be sent anew.
+    g3 = make(fake, resubmit_unconfirmed=True)
+    g3.attach_journal(StoreJournal(store))
+    assert one(g3, "garbled").status == "ok" and fake.calls[GEN] == 2
+
+
 def _all_bytes(folder: Path) -> list[tuple[Path, bytes]]:
     return [(p, p.read_bytes()) for p in folder.rglob("*") if p.is_file()]
 

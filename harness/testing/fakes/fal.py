@@ -43,7 +43,9 @@ from harness.testing.fakes.server import (
 
 FAL_APPS = ("fal-ai/flux/dev", "fal-ai/flux/schnell", "fal-ai/flux-pro/v1.1",
             "fal-ai/flux-pro/v1.1-ultra", "fal-ai/recraft-v3", "fal-ai/ideogram/v3",
-            "fal-ai/imagen4/preview")
+            "fal-ai/imagen4/preview", "fal-ai/bytedance/seedream/v4/text-to-image",
+            "bytedance/seedream/v5/pro/us/text-to-image", "fal-ai/recraft/v4.1/text-to-image",
+            "fal-ai/qwen-image-2/text-to-image", "fal-ai/qwen-image-2/pro/text-to-image")
 FAL_SIZES = {"square_hd": (1024, 1024), "square": (512, 512), "portrait_4_3": (768, 1024),
              "portrait_16_9": (576, 1024), "landscape_4_3": (1024, 768),
              "landscape_16_9": (1024, 576)}
