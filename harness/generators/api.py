@@ -42,6 +42,7 @@ from harness.generators.http import (
 )
 from harness.types import CIRCUIT_OPEN
 
+
 class UnreadableAnswer(ValueError):
     """A provider's answer that arrived but cannot be read (no image where one must be): raised
     by an adapter so the paid answer is journaled and reported like any other."""
