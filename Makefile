@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Extras: `make run` needs ocr (a default metric); the tests exercise clip, fid and api too.
 EXTRAS ?= dev,clip,fid,ocr,api,app,ray,slurm
 
-.PHONY: run test bench lint clean system-deps
+.PHONY: run test bench bench-selftest lint clean system-deps
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ run: $(STAMP)  ## the embedded default suite, offline, CPU: writes reports/<suit
 	$(VENV)/bin/harness run
 
 test: $(STAMP) system-deps  ## the default test run (slow/gpu/api tests are opt-in markers)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 # Debian packages some tests drive: Chromium (the rating app in a real browser) and tesseract (the
 # second OCR engine). Installed here when we may (root with apt-get), else those tests skip.
@@ -35,8 +35,17 @@ system-deps:
 	fi
 
 bench: $(STAMP)  ## benchmarks (CPU); each prints its headline figure last
-	@for b in resume local_overhead fid_speed metrics_throughput preference_speed api_throughput ray_scaling zoo_quality; do \
+	@for b in resume local_overhead fid_speed metrics_throughput preference_speed api_throughput ray_scaling zoo_quality rating_load; do \
 		echo "== benchmarks/$$b.py"; $(PY) benchmarks/$$b.py || status=1; done; exit $${status:-0}
+
+# Every benchmark's --self-test: each injects known faults (skipped images, half the steps, double
+# pay, a wrong Elo scale, dropped votes...) that must print FAIL; exit non-zero if one is missed.
+# Every benchmarks/*.py that offers --self-test is run, so a new benchmark joins by offering one.
+bench-selftest: $(STAMP)  ## every benchmark's injected faults must print FAIL (~10 min on 2 cores)
+	@log=$$(mktemp); for b in $$(grep -l -e '--self-test' benchmarks/*.py); do \
+		echo "== $$b --self-test"; $(PY) $$b --self-test > $$log 2>&1; rc=$$?; \
+		grep -E '^self-test |self-test: ' $$log; [ $$rc = 0 ] || { status=1; echo "   exit $$rc:"; tail -15 $$log; }; \
+	done; rm -f $$log; exit $${status:-0}
 
 lint: $(STAMP)  ## ruff, and the layer contracts of pyproject.toml (also checked by make test)
 	$(VENV)/bin/ruff check harness tests benchmarks

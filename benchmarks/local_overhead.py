@@ -12,23 +12,40 @@ architectures with random weights, built from their published configs (no hub), 
 prints images/s, the fraction of the compute-bound limit in ../shared/design/OFFLINE.md, and a
 UNet step eager vs torch.compile.
 
+What it timed is checked for every batch, on the warm-up pair: the harness returned one ok
+result per request, its PNGs decode to the same pixels as the bare call's images (byte-equal on
+the CPU; on CUDA within a stated tolerance, ``PIXEL_TOL``, since kernels may differ between
+calls), and the denoiser ran the same number of forward passes in both calls (counted by a hook
+on the model itself, so a harness that runs half the steps cannot look fast).
+
 Usage: python benchmarks/local_overhead.py [--gpu [--dry-run] [--no-compile]] [--repeats N] [--steps N]
+       python benchmarks/local_overhead.py --self-test
 (``--gpu --dry-run`` runs the GPU code on the CPU with scaled-down architectures.)
-Last line: ``local_overhead_ratio: X (target <= 1.05) ok|FAIL`` (worse of batch 1 and best batch).
+Last line: ``local_overhead_ratio: X (target <= 1.05) ok|FAIL`` (worse of batch 1 and best batch;
+FAIL also when a check fails). ``--self-test`` runs the tiny sd15 model through a harness with a
+known fault (half the denoising steps; one image generated and copied to the whole batch) and
+exits 0 only if each prints FAIL and the clean run's checks pass.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 TARGET = 1.05
 BATCHES = (1, 2, 4, 8)
+PIXEL_TOL = {"cpu": 0, "cuda": 2}
+"""Largest allowed difference of a pixel channel (0-255) between harness and bare images."""
+PROBLEMS: list[str] = []
+"""What the checks found wrong in this process's measurements."""
 COMPUTE_BOUND_S = {"sd15": 0.104, "sd3": 0.64}
 """Seconds per image at 800 TFLOP/s (OFFLINE.md): SD1.5 50 steps, SD3-medium 28 steps."""
 
@@ -53,6 +70,52 @@ def bare_call(gen, reqs) -> list:
                      generator=[torch.Generator("cpu").manual_seed(q.seed) for q in reqs]).images
 
 
+@contextlib.contextmanager
+def count_forwards(gen) -> Iterator[list[int]]:
+    """Count the denoiser's forward passes (UNet or transformer) while the block runs."""
+    pipe = gen._pipe
+    model = getattr(pipe, "unet", None) or pipe.transformer
+    box = [0]
+
+    def hook(*_args) -> None:
+        box[0] += 1
+
+    handle = model.register_forward_pre_hook(hook)
+    try:
+        yield box
+    finally:
+        handle.remove()
+
+
+def verify(gen, batch: int, results, bare_images, harness_passes: int, bare_passes: int) -> None:
+    """Compare one harness call with the bare call on the same requests; record what differs."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    where = f"{gen.name} batch {batch}"
+    ok = [r for r in results if r.status == "ok" and r.image]
+    if len(results) != batch or len(ok) != batch:
+        PROBLEMS.append(f"{where}: {len(ok)} ok results of {batch} requests")
+        return
+    if harness_passes != bare_passes:
+        PROBLEMS.append(f"{where}: the denoiser ran {harness_passes} forward passes through the "
+                        f"harness, {bare_passes} bare")
+    tol = PIXEL_TOL["cuda" if str(getattr(gen._pipe, "device", "cpu")).startswith("cuda") else "cpu"]
+    worst = 0
+    for r, im in zip(ok, bare_images, strict=True):
+        a = np.asarray(Image.open(io.BytesIO(r.image)).convert("RGB"), dtype=np.int16)
+        b = np.asarray(im.convert("RGB"), dtype=np.int16)
+        if a.shape != b.shape:
+            PROBLEMS.append(f"{where}: image {a.shape} through the harness, {b.shape} bare")
+            return
+        worst = max(worst, int(np.abs(a - b).max()))
+    if worst > tol:
+        PROBLEMS.append(f"{where}: images differ from the bare call's by up to {worst}/255 "
+                        f"(tolerance {tol})")
+
+
 def sync() -> None:
     import torch
 
@@ -68,8 +131,12 @@ def measure(gen, batch: int, size: int, steps: int, guidance: float, repeats: in
     between repeats far more than within a pair.
     """
     reqs = requests(batch, size, steps, guidance)
-    gen.generate(reqs)
-    bare_call(gen, reqs)  # warm-up: allocator, kernels, scheduler tables
+    # Warm-up (allocator, kernels, scheduler tables), and the check of what is timed below.
+    with count_forwards(gen) as harness_passes:
+        res = gen.generate(reqs)
+    with count_forwards(gen) as bare_passes:
+        bare = bare_call(gen, reqs)
+    verify(gen, batch, res, bare, harness_passes[0], bare_passes[0])
 
     def harness_once() -> float:
         sync()
@@ -119,7 +186,7 @@ def run_model(name: str, gen, size: int, steps: int, guidance: float, repeats: i
     return one, best
 
 
-def cpu_mode(args) -> float:
+def cpu_mode(args, archs=("sd15", "sd3"), batches=BATCHES, wrap=None) -> float:
     import torch
 
     from harness.generators.diffusers_local import DiffusersGenerator
@@ -129,12 +196,14 @@ def cpu_mode(args) -> float:
           f"64 px, {args.steps} steps, guidance 4.0, {args.repeats} repeats (medians)")
     worst = 0.0
     with tempfile.TemporaryDirectory() as tmp:
-        for arch in ("sd15", "sd3"):
+        for arch in archs:
             folder = build_tiny_pipeline(arch, Path(tmp) / arch)
             gen = DiffusersGenerator(name=f"tiny_{arch}", label=arch, model_id=str(folder),
                                      options={"device": "cpu"}, batch_size=8)
             gen.load()
-            one, best = run_model(f"tiny {arch}", gen, 64, args.steps, 4.0, args.repeats)
+            if wrap is not None:
+                wrap(gen)
+            one, best = run_model(f"tiny {arch}", gen, 64, args.steps, 4.0, args.repeats, batches)
             print(f"  {arch}: batch 1 ratio {one['ratio']:.3f}; best batch {best['batch']} ratio "
                   f"{best['ratio']:.3f} ({1 / best['harness_s']:.2f} img/s through the harness)")
             worst = max(worst, one["ratio"], best["ratio"])
@@ -307,6 +376,52 @@ def gpu_mode(args) -> float:
     return worst
 
 
+def headline(worst: float) -> bool:
+    """Print what the checks found and the headline; True when it is ok."""
+    for line in PROBLEMS:
+        print(f"check failed: {line}")
+    ok = worst <= TARGET and not PROBLEMS
+    print(f"local_overhead_ratio: {worst:.3f} (target <= {TARGET}) {'ok' if ok else 'FAIL'}")
+    return ok
+
+
+def _half_steps(gen) -> None:
+    """Fault: the harness runs half the requested denoising steps."""
+    inner = gen.generate
+    gen.generate = lambda reqs: inner([dataclasses.replace(r, steps=max(1, r.steps // 2)) for r in reqs])
+
+
+def _one_image_for_all(gen) -> None:
+    """Fault: the harness generates the first request only and hands its image to every one."""
+    inner = gen.generate
+
+    def generate(reqs):
+        first = inner(list(reqs[:1]))[0]
+        return [dataclasses.replace(first) for _ in reqs]
+
+    gen.generate = generate
+
+
+def self_test(args) -> int:
+    """The tiny sd15 model, batches 1 and 2, 4 steps: clean, then each fault must print FAIL."""
+    args.steps, args.repeats = 4, 1
+    verdicts, clean = {}, False
+    for name, wrap in (("clean", None), ("half_steps", _half_steps),
+                       ("one_image_for_all", _one_image_for_all)):
+        print(f"== {name}")
+        PROBLEMS.clear()
+        verdicts[name] = headline(cpu_mode(args, archs=("sd15",), batches=(1, 2), wrap=wrap))
+        if name == "clean":  # its ratio at 4 steps on a tiny model is not judged, only its checks
+            clean = not PROBLEMS
+        else:
+            print(f"self-test {name}: {'ok (NOT caught)' if verdicts[name] else 'FAIL (caught)'}")
+    caught = [not v for k, v in verdicts.items() if k != "clean"]
+    good = all(caught) and clean
+    print(f"local_overhead self-test: {sum(caught)} of {len(caught)} faults caught, clean checks "
+          f"{'ok' if clean else 'FAIL'} {'ok' if good else 'FAIL'}")
+    return 0 if good else 1
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--gpu", action="store_true", help="real-size SD1.5 and SD3-medium on CUDA")
@@ -317,21 +432,23 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--steps", type=int, default=None,
                     help="denoising steps (CPU default 20; GPU: 50 for SD1.5, 28 for SD3)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    ap.add_argument("--self-test", action="store_true",
+                    help="inject known faults into the harness side; each must print FAIL")
     args = ap.parse_args(argv)
     from harness.runtime import tune_allocator
 
     # As the harness command does; the bare pipeline runs in this process too, so it gains alike.
     print(f"allocator: {tune_allocator()}")
+    if args.self_test:
+        return self_test(args)
     if args.gpu:
         worst = gpu_mode(args)
     else:
         args.steps = args.steps or 20
         worst = cpu_mode(args)
     if args.json:
-        args.json.write_text(json.dumps({"local_overhead_ratio": worst}))
-    ok = worst <= TARGET
-    print(f"local_overhead_ratio: {worst:.3f} (target <= {TARGET}) {'ok' if ok else 'FAIL'}")
-    return 0 if ok else 1
+        args.json.write_text(json.dumps({"local_overhead_ratio": worst, "problems": PROBLEMS}))
+    return 0 if headline(worst) else 1
 
 
 if __name__ == "__main__":

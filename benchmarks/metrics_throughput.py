@@ -5,8 +5,18 @@ and resizing are the metric's job) and the bare model on the same images already
 preprocessed into memory. The ratio says how much of the model's speed the metric keeps; the
 target is >= 0.9 (decoding and resizing run on a thread pool, overlapping the model).
 
-Cases are a list: add one with a ``Case(name, setup)`` whose setup returns the two callables.
+What is timed is checked: every pass returns its values, one per image, and each case compares
+the metric's values of the last round with the bare model's (``Case.compare``): CLIP-scores within
+0.01 on the 0-100 scale, OCR reads identical strings, FID features within 1e-3 (relative to the
+largest feature; the CPU streams run the model at another thread count, which changes float
+rounding). A value missing for an image counts as a mismatch. A case whose values differ prints
+why and the headline prints FAIL.
+
+Cases are a list: add one with a ``Case(name, setup, compare)`` whose setup returns the two
+callables.
 Usage: python benchmarks/metrics_throughput.py [case names...]
+       python benchmarks/metrics_throughput.py --self-test   (faults: a CLIP-score that skips every
+       image, FID features that compute half the images; each must print FAIL)
        python benchmarks/metrics_throughput.py --gpu   (GPU cases; --gpu-device=cpu --gpu-n=32
        --gpu-batch=8 runs them small on the CPU, to check the script)
 """
@@ -27,6 +37,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 TARGET = 0.9
+PROBLEMS: list[str] = []
+"""What the checks found wrong (case: why)."""
 
 
 @dataclass
@@ -34,8 +46,10 @@ class Case:
     name: str
     setup: Callable[[Path], tuple]
     """tmp dir -> (metric pass, bare model pass[, {label: other pass}]); each pass returns the
-    number of images it scored. Other passes are printed beside the ratio, for information."""
+    values it computed, one per image. Other passes are printed beside the ratio, for information."""
     repeats: int = 3
+    compare: Callable[[list, list], str | None] | None = None
+    """(metric values, bare values) -> what differs, or None when they agree."""
 
 
 def _write_pngs(d: Path, images: list[Image.Image]) -> list[Path]:
@@ -84,20 +98,23 @@ def clip_setup(tmp: Path, n: int = 64, batch: int = 16):
     pixels = torch.stack([preprocess(im) for im in images])
     tokens = tok([p["text"] for p in prompts])
 
-    def run_metric() -> int:
+    def run_metric() -> list:
         # The score stage hands over metric.batch_size images per call.
         items = _inputs(paths, prompts)
+        out = []
         for i in range(0, n, metric.batch_size):
-            metric.score_images(items[i : i + metric.batch_size])
-        return n
+            out += [v for v, _ in metric.score_images(items[i : i + metric.batch_size])]
+        return out
 
-    def run_bare() -> int:
+    def run_bare() -> list:
+        out = []
         with torch.inference_mode():
             for i in range(0, n, batch):
                 img = torch.nn.functional.normalize(model.encode_image(pixels[i : i + batch]), dim=-1)
                 txt = torch.nn.functional.normalize(model.encode_text(tokens[i : i + batch]), dim=-1)
-                (img * txt).sum(-1).tolist()
-        return n
+                # The metric's definition: 100 * max(cos, 0).
+                out += ((img * txt).sum(-1).clamp(min=0) * 100).tolist()
+        return out
 
     return run_metric, run_bare
 
@@ -125,16 +142,16 @@ def ocr_setup(tmp: Path, n: int = 24):
     # Decoded, upscaled and in the engine's input format (BGR array), in memory.
     ready = [engine.to_input(metric.prepare(im)) for im in images]
 
-    def run_metric() -> int:
+    def run_metric() -> list:
         items = _inputs(paths, prompts)
+        out = []
         for i in range(0, n, metric.batch_size):
-            metric.score_images(items[i : i + metric.batch_size])
-        return n
+            out += [info.get("read") for _, info in metric.score_images(items[i : i + metric.batch_size])]
+        return out
 
-    def run_bare() -> int:
-        for arr in ready:
-            engine.read(arr)
-        return n
+    def run_bare() -> list:
+        low = metric.settings["min_confidence"]
+        return ["\n".join(t for t, c in engine.read(arr) if c >= low) for arr in ready]
 
     return run_metric, run_bare
 
@@ -161,18 +178,19 @@ def fid_features_setup(tmp: Path, n: int = 128):
     pixels = pixels.permute(0, 3, 1, 2).float().div(255).mul(2).sub(1)
     pixels = pixels.contiguous(memory_format=torch.channels_last)
 
-    def run_metric() -> int:
+    def run_metric() -> list:
         # What the score stage's FID does per model before the statistics: decode, convert,
         # resize (thread pool, prefetching) and the forward pass.
-        ex.extract_all([it.image for it in _inputs(paths, [{}] * n)])
-        return n
+        return list(ex.extract_all([it.image for it in _inputs(paths, [{}] * n)]))
 
-    def run_bare() -> int:
+    def run_bare() -> list:
+        out = []
         with torch.inference_mode():
             for i in range(0, n, ex.batch_size):
                 m = ex.model
-                m.forward_head(m.forward_features(pixels[i : i + ex.batch_size]), pre_logits=True).numpy()
-        return n
+                out += list(m.forward_head(m.forward_features(pixels[i : i + ex.batch_size]),
+                                           pre_logits=True).numpy())
+        return out
 
     def variant(streams: int | None, fast_png: bool) -> Callable[[], int]:
         def run() -> int:
@@ -233,15 +251,15 @@ def fid_inception_setup(tmp: Path, n: int = 48):
     pixels = torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(255).mul(2).sub(1)
     pixels = pixels.contiguous(memory_format=torch.channels_last)
 
-    def run_metric() -> int:
-        ex.extract_all([it.image for it in _inputs(paths, [{}] * n)])
-        return n
+    def run_metric() -> list:
+        return list(ex.extract_all([it.image for it in _inputs(paths, [{}] * n)]))
 
-    def run_bare() -> int:
+    def run_bare() -> list:
+        out = []
         with torch.inference_mode():
             for i in range(0, n, ex.batch_size):
-                ex.model(pixels[i : i + ex.batch_size]).numpy()
-        return n
+                out += list(ex.model(pixels[i : i + ex.batch_size]).numpy())
+        return out
 
     print(f"fid_inception: FID Inception-v3 architecture, random weights, {n} PNGs of 512 px -> "
           f"{ex.input_size} px, batch {ex.batch_size}, {ex.cpu_streams()} CPU stream(s) of "
@@ -249,8 +267,51 @@ def fid_inception_setup(tmp: Path, n: int = 48):
     return run_metric, run_bare
 
 
-CASES = [Case("clip_score", clip_setup), Case("ocr", ocr_setup),
-         Case("fid_features", fid_features_setup, repeats=5), Case("fid_inception", fid_inception_setup)]
+def _missing(metric: list, bare: list) -> str | None:
+    if len(metric) != len(bare):
+        return f"{len(metric)} values from the metric for {len(bare)} images"
+    gone = sum(v is None for v in metric)
+    return f"{gone} of {len(bare)} images have no value from the metric" if gone else None
+
+
+def same_scores(tol: float) -> Callable[[list, list], str | None]:
+    """Scores (floats) equal within ``tol``."""
+    def compare(metric: list, bare: list) -> str | None:
+        if (why := _missing(metric, bare)):
+            return why
+        worst = max(abs(a - b) for a, b in zip(metric, bare, strict=True))
+        return f"scores differ from the bare model's by up to {worst:.3g} (tolerance {tol})" \
+            if not worst <= tol else None
+    return compare
+
+
+def same_text(metric: list, bare: list) -> str | None:
+    """OCR: the text read, character for character."""
+    if (why := _missing(metric, bare)):
+        return why
+    bad = [i for i, (a, b) in enumerate(zip(metric, bare, strict=True)) if a != b]
+    return (f"{len(bad)} of {len(bare)} images read differently, e.g. {metric[bad[0]]!r} vs "
+            f"{bare[bad[0]]!r}") if bad else None
+
+
+def same_features(rel: float) -> Callable[[list, list], str | None]:
+    """Feature vectors equal within ``rel`` of the largest feature magnitude."""
+    def compare(metric: list, bare: list) -> str | None:
+        if (why := _missing(metric, bare)):
+            return why
+        a, b = np.asarray(metric, dtype=np.float64), np.asarray(bare, dtype=np.float64)
+        if a.shape != b.shape:
+            return f"features of shape {a.shape} from the metric, {b.shape} bare"
+        worst = float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
+        return f"features differ by up to {worst:.2e} of the largest (tolerance {rel:g})" \
+            if not worst <= rel else None
+    return compare
+
+
+CASES = [Case("clip_score", clip_setup, compare=same_scores(0.01)),
+         Case("ocr", ocr_setup, compare=same_text),
+         Case("fid_features", fid_features_setup, repeats=5, compare=same_features(1e-3)),
+         Case("fid_inception", fid_inception_setup, compare=same_features(1e-3))]
 
 
 # -- GPU (--gpu): ViT-L/14-sized CLIP and the FID Inception-v3, random weights, fp32 ---------------
@@ -308,21 +369,23 @@ def gpu_clip_setup(tmp: Path):
         pixels = torch.stack(list(pool.map(preprocess, images))).to(dev)
     tokens = tok([p["text"] for p in prompts]).to(dev)
 
-    def run_metric() -> int:
+    def run_metric() -> list:
         items = _inputs(paths, prompts)
+        out = []
         for i in range(0, n, metric.batch_size):
-            metric.score_images(items[i : i + metric.batch_size])
+            out += [v for v, _ in metric.score_images(items[i : i + metric.batch_size])]
         _sync()
-        return n
+        return out
 
-    def run_bare() -> int:
+    def run_bare() -> list:
+        out = []
         with torch.inference_mode():
             for i in range(0, n, batch):
                 img = torch.nn.functional.normalize(model.encode_image(pixels[i : i + batch]), dim=-1)
                 txt = torch.nn.functional.normalize(model.encode_text(tokens[i : i + batch]), dim=-1)
-                (img * txt).sum(-1).tolist()
+                out += ((img * txt).sum(-1).clamp(min=0) * 100).tolist()
         _sync()
-        return n
+        return out
 
     def run_image_tower() -> int:
         with torch.inference_mode():
@@ -369,17 +432,18 @@ def gpu_inception_setup(tmp: Path):
     pixels = torch.from_numpy(arr).to(dev).permute(0, 3, 1, 2).float().div(255).mul(2).sub(1)
     pixels = pixels.contiguous(memory_format=torch.channels_last)
 
-    def run_metric() -> int:
-        ex.extract_all([it.image for it in _inputs(paths, [{}] * n)])
+    def run_metric() -> list:
+        out = list(ex.extract_all([it.image for it in _inputs(paths, [{}] * n)]))
         _sync()
-        return n
+        return out
 
-    def run_bare() -> int:
+    def run_bare() -> list:
+        out = []
         with torch.inference_mode():
             for i in range(0, n, batch):
-                ex.model(pixels[i : i + batch]).cpu().numpy()
+                out += list(ex.model(pixels[i : i + batch]).cpu().numpy())
         _sync()
-        return n
+        return out
 
     from harness.metrics.features import load_rgb
     from harness.metrics.prefetch import cpu_count, prefetch_map
@@ -433,18 +497,28 @@ def _decoder() -> str:
     return decode.decoder_name()
 
 
-GPU_CASES = [Case("gpu_clip", gpu_clip_setup), Case("gpu_inception", gpu_inception_setup)]
+# On CUDA the metric's device resize and fp32 kernels may differ slightly from the bare path's.
+GPU_CASES = [Case("gpu_clip", gpu_clip_setup, compare=same_scores(0.05)),
+             Case("gpu_inception", gpu_inception_setup, compare=same_features(1e-2))]
 
 
-def _best(fn: Callable[[], int], repeats: int) -> tuple[float, float]:
+LAST: dict[str, list] = {}
+"""The values the last pass of each kind returned (``_best(..., label)``), for the checks."""
+
+
+def _best(fn: Callable[[], int | list], repeats: int, label: str = "") -> tuple[float, float]:
     """Best images/s of ``repeats`` passes (the least disturbed by other work on the machine),
-    and the least CPU seconds per image (all threads of this process)."""
+    and the least CPU seconds per image (all threads of this process). A pass returns its
+    values (one per image; kept in ``LAST[label]``) or a count."""
     best, cpu = 0.0, float("inf")
     for _ in range(repeats):
         t0, c0 = time.perf_counter(), time.process_time()
-        k = fn()
-        best = max(best, k / (time.perf_counter() - t0))
-        cpu = min(cpu, (time.process_time() - c0) / k)
+        out = fn()
+        k = out if isinstance(out, int) else len(out)
+        if label:
+            LAST[label] = out
+        best = max(best, k / max(time.perf_counter() - t0, 1e-9))
+        cpu = min(cpu, (time.process_time() - c0) / max(k, 1))
     return best, cpu
 
 
@@ -482,8 +556,8 @@ def main(argv: list[str]) -> int:
             other = dict.fromkeys(others, 0.0)
             paired = []
             for _ in range(case.repeats):
-                b, bc = _best(run_bare, 1)
-                m, mc = _best(run_metric, 1)
+                b, bc = _best(run_bare, 1, "bare")
+                m, mc = _best(run_metric, 1, "metric")
                 paired.append(m / b)
                 bare, bare_cpu = max(bare, b), min(bare_cpu, bc)
                 metric, metric_cpu = max(metric, m), min(metric_cpu, mc)
@@ -493,6 +567,9 @@ def main(argv: list[str]) -> int:
                     except Exception as e:  # noqa: BLE001 - an extra figure must not sink the case
                         print(f"  {label}: failed ({type(e).__name__}: {e})")
                         del others[label], other[label]
+            problem = case.compare(LAST["metric"], LAST["bare"]) if case.compare else None
+            if problem:
+                PROBLEMS.append(f"{case.name}: {problem}")
         # The headline ratio is the median of the per-round ratios (each round times the bare
         # pass and the metric back to back), as in local_overhead.py: a drift in machine load
         # moves both passes of a round, and one lucky pass of either side can't decide it.
@@ -508,9 +585,72 @@ def main(argv: list[str]) -> int:
         for label, v in other.items():
             print(f"  {label}: {v:.2f} images/s (metric / this {metric / v:.3f})")
     worst = min(ratios)
-    print(f"metrics_throughput_ratio: {worst:.3f} (target >= {TARGET}) {'ok' if worst >= TARGET else 'FAIL'}")
-    return 0 if worst >= TARGET else 1
+    for line in PROBLEMS:
+        print(f"check failed: {line}")
+    ok = worst >= TARGET and not PROBLEMS
+    print(f"metrics_throughput_ratio: {worst:.3f} (target >= {TARGET}) {'ok' if ok else 'FAIL'}")
+    return 0 if ok else 1
+
+
+def _skip_every_image():
+    """Fault: a CLIP-score that scores no image (fast, and wrong)."""
+    from harness.metrics.clip_score import ClipScore
+
+    return ClipScore, "score_images", lambda self, items: [(None, {"skipped": "fault"}) for _ in items]
+
+
+def _half_the_features():
+    """Fault: FID features computed for the first half of the images and repeated."""
+    from harness.metrics.features import FeatureExtractor
+
+    real = FeatureExtractor.extract_all
+
+    def half(self, sources, **kw):
+        top = real(self, list(sources)[: (len(sources) + 1) // 2], **kw)
+        return np.concatenate([top, top])[: len(sources)]
+
+    return FeatureExtractor, "extract_all", half
+
+
+SELF_TEST = {"skip_every_image": ("clip_score", _skip_every_image),
+             "half_the_features": ("fid_features", _half_the_features)}
+
+
+def self_test() -> int:
+    """Small cases (8 CLIP images, 16 FID images, one round): the clean run's checks must pass and
+    each fault must print FAIL. The ratios of such small cases are not judged."""
+    import functools
+
+    small = {"clip_score": functools.partial(clip_setup, n=8, batch=4),
+             # The information-only passes are left out: only the checks are judged here.
+             "fid_features": lambda tmp: fid_features_setup(tmp, n=16)[:2]}
+    global CASES
+    saved = CASES
+    CASES = [Case(c.name, small[c.name], 1, c.compare) for c in saved if c.name in small]
+    try:
+        print("== clean")
+        PROBLEMS.clear()
+        main(list(small))
+        clean = not PROBLEMS
+        caught = []
+        for fault, (case, make) in SELF_TEST.items():
+            print(f"== fault {fault} ({case})")
+            PROBLEMS.clear()
+            owner, attr, bad = make()
+            real = getattr(owner, attr)
+            setattr(owner, attr, bad)
+            try:
+                caught.append(main([case]) != 0 and bool(PROBLEMS))
+            finally:
+                setattr(owner, attr, real)
+            print(f"self-test {fault}: {'FAIL (caught)' if caught[-1] else 'ok (NOT caught)'}")
+    finally:
+        CASES = saved
+    good = clean and all(caught)
+    print(f"metrics_throughput self-test: {sum(caught)} of {len(caught)} faults caught, clean checks "
+          f"{'ok' if clean else 'FAIL'} {'ok' if good else 'FAIL'}")
+    return 0 if good else 1
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(self_test() if "--self-test" in sys.argv[1:] else main(sys.argv[1:]))

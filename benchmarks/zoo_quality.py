@@ -13,10 +13,15 @@ same VAE and text encoder):
 - `harness run` end to end (both models, the whole default suite, every default metric, the
   leaderboard) in a fresh store, timed.
 
-The last line is the headline: how many of the issue's bars hold.
+The last line is the headline: how many of the issue's bars hold; the exit status is 1 when
+any bar fails. ``--self-test`` runs a small case twice (12 captions, 1 seed, 200 reference
+images, no `harness run`): as it is, and with a known fault (the trained models sample with one
+denoising step instead of their recipe's), and exits 0 only if the fault turns the attribute
+bars that held into FAIL and the faulty run prints FAIL and returns non-zero.
 
     python benchmarks/zoo_quality.py                 # CAPTIONS=200, SEEDS=3 (about 15 min on 2 cores)
     python benchmarks/zoo_quality.py --captions 50 --seeds 1 --skip-run     # a quick look
+    python benchmarks/zoo_quality.py --self-test
 """
 
 from __future__ import annotations
@@ -36,8 +41,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from harness.toyworld import world  # noqa: E402
 from harness.zoo import evaluate as E  # noqa: E402
-from harness.zoo import world  # noqa: E402
 from harness.zoo.train import ZOO_DIR, pick_device  # noqa: E402
 
 KINDS_WEIGHTS = {"single": 4, "pair": 2, "count": 2, "word": 2}
@@ -72,7 +77,7 @@ def untrained_pipeline(device: str):
 
 
 def per_image_checks(images, scenes) -> dict[str, list[float]]:
-    from harness.zoo import checker
+    from harness.toyworld import checker
 
     acc: dict[str, list[float]] = {}
     for im, sc in zip(images, scenes, strict=True):
@@ -101,14 +106,28 @@ def fid_against_reference(feats: np.ndarray, ref: np.ndarray) -> float:
                                   ref.mean(0), np.cov(ref, rowvar=False)))
 
 
-def main() -> int:
+LAST_BARS: list[tuple[str, bool, str]] = []
+"""The bars of the last evaluation (label, held, value), for the self-test."""
+FAULTS = ("", "one_step")
+
+
+def main(argv: list[str] | None = None, fault: str = "") -> int:
+    """Evaluate, print every bar and the headline; 0 when every bar holds, else 1.
+    ``fault="one_step"``: the trained models sample with one step (self-test only)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--captions", type=int, default=200)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--skip-run", action="store_true", help="do not time `harness run`")
     ap.add_argument("--json", type=Path, help="also write the figures here")
-    args = ap.parse_args()
+    ap.add_argument("--ref-n", type=int, default=1000, help="real reference images for FID")
+    ap.add_argument("--clip-n", type=int, default=500, help="real images for the CLIP retrieval")
+    ap.add_argument("--ceiling-n", type=int, default=100, help="real word images for the OCR ceiling")
+    ap.add_argument("--self-test", action="store_true", help="a small case with a known fault")
+    args = ap.parse_args(argv)
+    if args.self_test:
+        return self_test()
+    assert fault in FAULTS, fault
     import torch
 
     from harness.runtime import tune_allocator
@@ -131,7 +150,7 @@ def main() -> int:
     ext = build_extractor("efficientnet_lite0")
     from PIL import Image
 
-    ref_files = sorted(reference_folder(1000).glob("*.png"))
+    ref_files = sorted(reference_folder(args.ref_n).glob("*.png"))
     ref_feats = ext.extract([Image.open(p).convert("RGB") for p in ref_files])
 
     figures: dict[str, dict] = {}
@@ -143,7 +162,8 @@ def main() -> int:
             pipe, cfg = untrained_pipeline(dev), E.SAMPLING["toy-unet"]
         else:
             pipe, cfg = E.load_pipeline(ZOO_DIR / name, dev), E.SAMPLING[name]
-        images = E.generate(pipe, all_prompts, all_seeds, steps=cfg["steps"], guidance=cfg["guidance"])
+        steps = 1 if fault == "one_step" and name != "untrained" else cfg["steps"]
+        images = E.generate(pipe, all_prompts, all_seeds, steps=steps, guidance=cfg["guidance"])
         secs = time.perf_counter() - t0
         gen_images[name] = images
         checks = per_image_checks(images, all_scenes)
@@ -163,12 +183,12 @@ def main() -> int:
                 print(f"  {k:10s} {v:.3f}")
 
     # OCR ceiling: the same engine on real toy word images.
-    real_words = [s for s in world.scenes("eval", 400) if s.kind == "word"][:100]
+    real_words = [s for s in world.scenes("eval", 4 * args.ceiling_n) if s.kind == "word"][:args.ceiling_n]
     ceiling = ocr_accuracy([world.render(s, 64) for s in real_words], [s.word for s in real_words])
     print(f"\nOCR ceiling (rapidocr on {len(real_words)} real 64 px toy word images): {ceiling:.3f}")
 
-    clip = E.clip_retrieval(ZOO_DIR / "toy-clip", dev, n=500)
-    print(f"toy CLIP on 500 held-out real images: {clip}")
+    clip = E.clip_retrieval(ZOO_DIR / "toy-clip", dev, n=args.clip_n)
+    print(f"toy CLIP on {args.clip_n} held-out real images: {clip}")
     better, wins = pick_better(figures)
     other = "toy-dit" if better == "toy-unet" else "toy-unet"
     print(f"better model: {better} (wins {', '.join(wins)} of all_three, count, ocr_exact, fid)")
@@ -210,10 +230,31 @@ def main() -> int:
                                          "run_seconds": run_s, "better": better,
                                          "bars": [[lbl, ok, v] for lbl, ok, v in bars]},
                                         indent=1, default=str))
+    LAST_BARS[:] = bars
     held = sum(ok for _, ok, _ in bars)
     print(f"zoo_quality_bars_met: {held}/{len(bars)} (target >= {len(bars)}/{len(bars)}) "
           f"{'ok' if held == len(bars) else 'FAIL'}")
-    return 0
+    return 0 if held == len(bars) else 1
+
+
+def self_test() -> int:
+    """Small case, clean then faulty: the attribute bars that held must fail under the fault,
+    and the faulty run must print FAIL and return 1."""
+    small = ["--captions", "12", "--seeds", "1", "--skip-run", "--ref-n", "200", "--clip-n", "50",
+             "--ceiling-n", "10"]
+    print("== clean (a small case: some bars may fail by chance; the attribute bars are compared)")
+    main(small)
+    clean = {label: ok for label, ok, _ in LAST_BARS}
+    print("== fault one_step: the trained models sample with one denoising step")
+    code = main(small, fault="one_step")
+    faulty = {label: ok for label, ok, _ in LAST_BARS}
+    attrs = [lb for lb in clean if lb.startswith("better ")]
+    turned = [lb for lb in attrs if clean[lb] and not faulty[lb]]
+    caught = code == 1 and bool(turned)
+    print(f"self-test one_step: {'FAIL (caught)' if caught else 'ok (NOT caught)'}; exit {code}; "
+          f"bars that held and now fail: {', '.join(turned) or 'none'}")
+    print(f"zoo_quality self-test: {int(caught)} of 1 faults caught {'ok' if caught else 'FAIL'}")
+    return 0 if caught else 1
 
 
 def pick_better(figures: dict) -> tuple[str, list[str]]:

@@ -98,6 +98,37 @@ def prevalidate(overrides: list[str]) -> None:
                         + did_you_mean(choice, options))
         _check_key_path(o.key_or_group, path)
         _check_metric_setting(o.key_or_group, path)
+    _check_entries_selected(overrides, parsed)
+
+
+def _check_entries_selected(overrides: list[str], parsed: list) -> None:
+    """``metrics.<name>.…`` / ``models.<name>.…``: ``<name>`` must be an entry the config
+    selects, else Hydra stops with "Key '<name>' is not in struct" and no hint. The selection
+    depends on the defaults, ``metrics=[...]`` and experiment presets, so it is read from the
+    config composed without these overrides (only when there are any)."""
+    from harness.config import MULTI_GROUPS
+    from harness.errors import did_you_mean
+
+    named = [o for o in parsed if not (o.is_add() or o.is_delete() or o.is_force_add())
+             and o.key_or_group.split(".")[0] in MULTI_GROUPS and "." in o.key_or_group]
+    if not named:
+        return
+    addressed = {o.input_line for o in named}
+    rest = [o for o in overrides if o not in addressed]
+    try:
+        cfg = compose(rest)
+    except Exception:  # noqa: BLE001 - another override is wrong: composing says which
+        return
+    for o in named:
+        group, name = o.key_or_group.split(".")[:2]
+        selected = sorted(cfg.get(group) or {})
+        if name in selected:
+            continue
+        where = f"unknown setting {o.key_or_group!r}: {name!r} is not one of the selected {group}"
+        if name in group_options(group):
+            raise UserError(f"{where} ({', '.join(selected) or 'none'}); select it with "
+                            f"'{group}=[{','.join([*selected, name])}]'.")
+        raise UserError(f"{where}." + did_you_mean(name, sorted(set(selected) | set(group_options(group)))))
 
 
 def _check_metric_setting(key: str, path: list[str]) -> None:
@@ -246,6 +277,10 @@ def build_job(cfg) -> Job:
 
     cmd = cfg.command
     writes = cmd in ("run", "generate")
+    for group in ("models", "metrics"):
+        # 'metrics=[]' (or models=[]) leaves the key out of Hydra's config: an empty selection.
+        if cfg.get(group) is None:
+            cfg[group] = {}
     if not cfg.models:
         raise UserError("no models selected: add models=[name,...] (see 'harness list').")
     metrics = build_metrics(cfg) if cmd in ("run", "generate", "score") else {}

@@ -35,7 +35,8 @@ COMMAND_HELP = {
 SUBCOMMANDS = {
     "zoo": ("harness.zoo.cli", "the embedded toy world and models: 'harness zoo train NAME', 'zoo list'"),
     "rate": ("harness.app.cli", "start the blind pairwise rating app on a run from the store"),
-    "raters": ("harness.app.cli:raters_main", "invite raters ('raters add NAME' prints a token), list"),
+    "raters": ("harness.app.cli:raters_main", "invite raters ('raters add NAME' prints a token), list, "
+                                              "revoke, rotate"),
     "fake-providers": ("harness.testing.fakes.cli", "serve the fake provider APIs on 127.0.0.1 (demos)"),
 }
 CONFIGURED = ("rate", "raters")

@@ -61,6 +61,16 @@ class ModelConfig:
     """Random weights: every report labels such a model as untrained."""
     notes: str = ""
     """Free text for reports (licence, caveats)."""
+    provider: str | None = None
+    """Who makes or serves the model (shown in reports); None: unknown."""
+    open_weights: bool | None = None
+    """Whether the weights can be downloaded; None: unknown."""
+    licence: str | None = None
+    """Licence of the weights, or the terms of the API; None: unknown."""
+    release_date: str | None = None
+    """Public release, ISO (YYYY-MM-DD or YYYY-MM) as the maker states it; None: unknown."""
+    parameters: str | None = None
+    """Parameter count as the maker states it (e.g. "8B"); None: unknown or not published."""
 
 
 @dataclass
@@ -85,6 +95,9 @@ class SuiteConfig:
     """harness (own YAML/JSONL) | partiprompts | drawbench | geneval | t2i-compbench."""
     description: str = ""
     """One line for reports."""
+    primary_metric: str | None = None
+    """The metric (a stored name: ``attributes.all``, ``ocr.word_f1``) that ranks models on this
+    suite when there are too few human votes (``report.headline=auto``); None: the composite."""
     tags: list[str] = field(default_factory=list)
     """Keep prompts carrying any of these tags (empty: all)."""
     exclude_tags: list[str] = field(default_factory=list)
@@ -150,6 +163,15 @@ class ReportConfig:
     """Prompts in the HTML gallery and the leaderboard page (every model's image side by side)."""
     html: bool = True
     """Write the self-contained leaderboard.html as well."""
+    headline: str = "auto"
+    """What ranks the models: auto (human preference with at least min_votes votes, else the
+    suite's primary_metric, else the composite) | preference | composite | a metric name."""
+    min_votes: int = 30
+    """Counted human votes from which headline=auto ranks by human preference."""
+    metric_ranks: bool = False
+    """Also give every metric column a rank range (ties shown as "1–2")."""
+    preference_cluster: str = "prompt"
+    """What the preference bootstrap resamples: prompt | rater | prompt+rater | vote."""
 
 
 @dataclass
@@ -164,8 +186,9 @@ class ExportConfig:
 class CostConfig:
     gpu_name: str = "H100"
     """GPU the self-hosted price refers to (a label for the plot)."""
-    gpu_usd_per_hour: float = 2.5
-    """Rental price of one GPU per hour, USD."""
+    gpu_usd_per_hour: float | None = 2.5
+    """Rental price of one GPU per hour, USD; null: self-hosted models go unpriced in the reports
+    (their price says so) and ``harness cost`` asks for one."""
     utilisation: float = 0.6
     """Share of paid GPU time spent generating."""
     min_gpus: int = 1
@@ -253,6 +276,12 @@ def validate(cfg: DictConfig) -> DictConfig:
         raise ConfigError(f"command {out.command!r} unknown.{did_you_mean(out.command, COMMANDS)}")
     if out.samples < 1:
         raise ConfigError(f"samples: must be >= 1, got {out.samples}.")
+    clusters = ("prompt", "rater", "prompt+rater", "vote")
+    if out.report.preference_cluster not in clusters:
+        raise ConfigError(f"report.preference_cluster: {out.report.preference_cluster!r} is not one of "
+                          f"these.{did_you_mean(str(out.report.preference_cluster), clusters)}")
+    if out.report.min_votes < 0:
+        raise ConfigError(f"report.min_votes: must be >= 0, got {out.report.min_votes}.")
     return out
 
 

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-CONTROL_KINDS = ("init_image", "mask", "control_image", "reference_image")
+CONTROL_KINDS = ("init_image", "mask", "control_image", "reference_image", "edit_image")
 """Input images a prompt may carry: img2img source, inpainting mask, ControlNet map, IP-Adapter
-reference."""
+reference, and the source image of an instruction edit (the prompt is the instruction)."""
 
 
 def canonical_json(obj: Any) -> str:

@@ -10,12 +10,15 @@ sits below the command line and never composes configs or builds models itself.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from harness.errors import UserError
@@ -32,7 +35,58 @@ The admin page (per-rater quality figures, exclusions) opens with the admin toke
 start unless given with --admin-token, or with the token of a rater added with --admin.
 Single sign-on: put an [auth] section in .streamlit/secrets.toml (Streamlit's st.login) and
 invite raters with 'harness raters add NAME --email ADDRESS'.
+
+The app speaks plain HTTP: to serve raters beyond this machine keep the default 127.0.0.1 and put
+a reverse proxy with TLS in front (README, "Serving the rating app to a team").
 """
+
+RATERS_EPILOG = """\
+examples:
+  harness raters add ana --expires-days 14     # a token that stops working in two weeks
+  harness raters revoke ana                    # ana's token and open sessions stop at once
+  harness raters rotate ana                    # a new token for ana; the old one is dead
+"""
+
+PLAIN_HTTP_WARNING = """\
+warning: --address {address} serves the rating app over plain HTTP beyond this machine: invitation
+and admin tokens would cross the network readable by anyone on the way. Keep --address 127.0.0.1
+and put a reverse proxy with TLS in front (Caddy: 'caddy reverse-proxy --from rate.example.org
+--to 127.0.0.1:{port}'; nginx: see README, "Serving the rating app to a team")."""
+
+
+def is_loopback(address: str) -> bool:
+    """True for an address only this machine can reach (127.x, ::1, localhost)."""
+    if address.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_port_free(address: str, port: int) -> None:
+    """:class:`UserError` when ``address:port`` cannot be listened on (in use, or not an address
+    of this machine), so that no token is printed for a server that will not start."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        # As the server will bind: a port held by a listener fails, one in TIME_WAIT does not.
+        if os.name != "nt":
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((address, port))
+        except OSError as e:
+            why = "is in use" if e.errno in (98, 48, 10048) else f"cannot be listened on ({e.strerror})"
+            raise UserError(f"port {port} on {address} {why}: pick another with --port N, or stop what "
+                            f"holds it (e.g. an earlier 'harness rate').") from None
+
+
+def expiry(days: float | None) -> str | None:
+    """The expiry time ``days`` from now (UTC, as the store writes times), or None."""
+    if days is None:
+        return None
+    if days <= 0:
+        raise UserError(f"--expires-days must be > 0, got {days:g}")
+    return (datetime.now(timezone.utc) + timedelta(days=days)).isoformat(timespec="milliseconds")
 
 
 def _store(cfg, *, create: bool = False):
@@ -89,13 +143,15 @@ def streamlit_command(port: int, address: str) -> list[str]:
 
 
 def app_env(store_root: Path, run_id: str, admin_token: str, *, mode: str = "balanced",
-            repeat_every: int = 8, gold_every: int = 10, seed: int | None = None) -> dict[str, str]:
+            repeat_every: int = 8, gold_every: int = 10, seed: int | None = None,
+            admin_timeout_min: float = 30.0) -> dict[str, str]:
     """Environment variables the app reads (only the admin token's hash is passed on)."""
     from harness.types import sha256_hex
 
     env = {"HARNESS_RATE_STORE": str(store_root), "HARNESS_RATE_RUN": run_id,
            "HARNESS_RATE_ADMIN_SHA256": sha256_hex(admin_token), "HARNESS_RATE_MODE": mode,
-           "HARNESS_RATE_REPEAT_EVERY": str(repeat_every), "HARNESS_RATE_GOLD_EVERY": str(gold_every)}
+           "HARNESS_RATE_REPEAT_EVERY": str(repeat_every), "HARNESS_RATE_GOLD_EVERY": str(gold_every),
+           "HARNESS_RATE_ADMIN_TIMEOUT": f"{admin_timeout_min:g}"}
     if seed is not None:
         env["HARNESS_RATE_SEED"] = str(seed)
     return env
@@ -121,10 +177,15 @@ def main(argv: list[str], cfg) -> int:
                         help="a quality-control repeat (sides swapped) after every N votes; 0: none")
     parser.add_argument("--gold-every", type=int, default=10, metavar="N",
                         help="a gold pair (see 'harness raters gold') after every N votes; 0: none")
+    parser.add_argument("--admin-timeout", type=float, default=30.0, metavar="MIN",
+                        help="minutes without a click after which the admin page asks for the token "
+                             "again (default 30)")
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)  # fixed picks, for tests
     args = parser.parse_args(argv)
     if not 0 <= args.port < 65536:
         raise UserError(f"--port {args.port} is not a port number (0-65535)")
+    if args.admin_timeout <= 0:
+        raise UserError(f"--admin-timeout must be > 0 minutes, got {args.admin_timeout:g}")
     if args.repeat_every < 0 or args.gold_every < 0:
         raise UserError("--repeat-every and --gold-every must be >= 0")
     try:
@@ -142,10 +203,13 @@ def main(argv: list[str], cfg) -> int:
     if not candidates:
         raise UserError(f"run {run_id!r} has nothing to compare: it needs images of the same prompt "
                         f"from at least two models (models with images: {', '.join(models) or 'none'}).")
+    check_port_free(args.address, args.port)  # before a token is minted and printed
+    if not is_loopback(args.address):
+        print(PLAIN_HTTP_WARNING.format(address=args.address, port=args.port), file=sys.stderr)
     token = args.admin_token or secrets.token_urlsafe(16)
     env = {**os.environ, **app_env(store.root, run_id, token, mode=args.mode,
                                    repeat_every=args.repeat_every, gold_every=args.gold_every,
-                                   seed=args.seed)}
+                                   seed=args.seed, admin_timeout_min=args.admin_timeout)}
     refused = sum(c["refused"] for c in pairs.refusal_rates(records).values())
     print(f"rating run {run_id}: {len(models)} models, {len(items)} images, {len(candidates)} pairs"
           + (f" ({refused} refused or filtered outputs left out)" if refused else ""))
@@ -175,17 +239,28 @@ def _interrupt(signum, frame) -> None:
 
 
 def raters_main(argv: list[str], cfg) -> int:
-    """``harness raters add NAME | list | exclude NAME | include NAME | gold ...``; ``cfg`` is the
-    config composed from the ``key=value`` arguments (``store.root``, ``run.name``)."""
+    """``harness raters add NAME | list | exclude NAME | include NAME | revoke NAME | rotate NAME |
+    gold ...``; ``cfg`` is the config composed from the ``key=value`` arguments (``store.root``,
+    ``run.name``)."""
     parser = argparse.ArgumentParser(
-        prog="harness raters", usage="harness raters {add,list,exclude,include,gold} ... [store.root=PATH]",
-        description="Invite raters for the rating app and manage them.")
+        prog="harness raters", formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="harness raters {add,list,exclude,include,revoke,rotate,gold} ... [store.root=PATH]",
+        description="Invite raters for the rating app and manage them.", epilog=RATERS_EPILOG)
     sub = parser.add_subparsers(dest="action", required=True)
     p = sub.add_parser("add", help="invite a rater; prints their token (only its hash is stored)")
     p.add_argument("name")
     p.add_argument("--admin", action="store_true", help="the token also opens the admin page")
     p.add_argument("--email", help="let the rater sign in with this address through single sign-on")
-    sub.add_parser("list", help="raters, their votes and whether they are excluded")
+    p.add_argument("--expires-days", type=float, metavar="DAYS", help="the token stops working after DAYS")
+    sub.add_parser("list", help="raters, their votes and whether they are excluded, revoked or expired")
+    p = sub.add_parser("revoke", help="withdraw a rater's access: their token and open sessions stop "
+                                      "at once (their votes stay)")
+    p.add_argument("name")
+    p = sub.add_parser("rotate", help="a new token for a rater (printed); the old one stops at once; "
+                                      "also gives a revoked rater access again")
+    p.add_argument("name")
+    p.add_argument("--expires-days", type=float, metavar="DAYS",
+                   help="the new token stops working after DAYS")
     p = sub.add_parser("exclude", help="leave a rater's votes out of the leaderboard")
     p.add_argument("name")
     p = sub.add_parser("include", help="take an excluded rater back in")
@@ -202,8 +277,20 @@ def raters_main(argv: list[str], cfg) -> int:
     store = _store(cfg, create=args.action == "add")
     try:
         if args.action == "add":
-            token = store.add_rater(args.name, admin=args.admin, email=args.email)
+            token = store.add_rater(args.name, admin=args.admin, email=args.email,
+                                    expires_at=expiry(args.expires_days))
             print(f"rater {args.name!r} added. Their token (shown only now, keep it private):")
+            print(token)
+        elif args.action == "revoke":
+            store.revoke_rater(args.name)
+            print(f"rater {args.name!r} revoked: their token no longer signs in and open sessions are "
+                  f"refused at the next click. Their votes stay ('harness raters exclude {args.name}' "
+                  f"leaves them out of the leaderboard; 'harness raters rotate {args.name}' lets them "
+                  f"back in with a new token).")
+        elif args.action == "rotate":
+            token = store.rotate_token(args.name, expires_at=expiry(args.expires_days))
+            print(f"rater {args.name!r} has a new token; the old one no longer works. New token (shown "
+                  f"only now, keep it private):")
             print(token)
         elif args.action == "list":
             counts: dict[str, int] = {}
@@ -212,8 +299,15 @@ def raters_main(argv: list[str], cfg) -> int:
             rows = store.raters()
             if not rows:
                 print("no raters yet: 'harness raters add NAME'")
+            from harness.store.db import utcnow
+
+            now = utcnow()
             for r in rows:
-                flags = [f for f, on in (("excluded", r.excluded), ("admin", r.is_admin)) if on]
+                expired = bool(r.token_expires_at and r.token_expires_at <= now)
+                flags = [f for f, on in (("excluded", r.excluded), ("admin", r.is_admin),
+                                         ("revoked", bool(r.revoked_at)), ("expired", expired)) if on]
+                if r.token_expires_at and not expired:
+                    flags.append(f"expires {r.token_expires_at[:16].replace('T', ' ')} UTC")
                 print(f"{r.name:<24} {counts.get(r.rater_id, 0):>6} votes  added {r.created_at[:10]}"
                       + (f"  {r.email}" if r.email else "") + (f"  [{', '.join(flags)}]" if flags
                                                                           else ""))

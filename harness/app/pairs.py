@@ -12,6 +12,10 @@ least-voted prompt, then the least-voted pair) or, in adaptive mode, taken from 
 whose order is least certain under a Bradley-Terry fit of the votes so far. Sides are
 randomised per pick. Records, votes and gold pairs are the store's typed rows
 (:mod:`harness.store.rows`).
+
+These functions read every vote they are given, per pick. The rating service picks with
+:mod:`harness.app.pair_index`, which applies the same rules from counters kept up to date one
+vote at a time; the tests check it against these functions.
 """
 
 from __future__ import annotations

@@ -2,23 +2,26 @@
 
 Settings come from the environment, set by ``harness rate``: HARNESS_RATE_STORE (store
 folder), HARNESS_RATE_RUN (run id), HARNESS_RATE_ADMIN_SHA256 (hash of the admin token),
-HARNESS_RATE_MODE (balanced | adaptive), HARNESS_RATE_REPEAT_EVERY, HARNESS_RATE_GOLD_EVERY and
+HARNESS_RATE_MODE (balanced | adaptive), HARNESS_RATE_REPEAT_EVERY, HARNESS_RATE_GOLD_EVERY,
+HARNESS_RATE_ADMIN_TIMEOUT (minutes without a click before the admin page closes) and
 HARNESS_RATE_SEED (fixed randomness, for tests).
 
 The page never receives a model name, label or file name: images arrive as blinded PNG bytes,
 widget keys carry only the random assignment id, and the admin page (which does show models)
-is behind the admin token.
+opens only for the admin token or an admin rater's token, typed into the same sign-in form.
+Every click re-checks the rater's access, so a revoked or rotated token stops at the next one.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import time
 
 import streamlit as st
 
 from harness.app.pairs import PairSettings
-from harness.app.service import RatingService, SignInError
+from harness.app.service import AccessError, RatingService, SignInError
 from harness.store import Store
 
 BUTTONS = (  # choice, label, shortcut
@@ -27,6 +30,50 @@ BUTTONS = (  # choice, label, shortcut
     ("tie", "Tie", "3"),
     ("both_bad", "Both bad", "4"),
 )
+
+CONFLICT = ("This pair was already rated in another tab, with a different answer; the choice you "
+            "made here was not saved.")
+
+# Side-by-side images on any width (a phone shows both with the buttons under them, no scroll),
+# images no taller than the screen leaves room for, and no highlight that survives a vote.
+STYLE = """<style>
+[data-testid="stMainBlockContainer"] { padding-top: 2.75rem; padding-bottom: 1rem; }
+.st-key-pair [data-testid="stHorizontalBlock"], .st-key-more [data-testid="stHorizontalBlock"] {
+  flex-wrap: nowrap !important; gap: 0.5rem; }
+.st-key-pair [data-testid="stColumn"], .st-key-more [data-testid="stColumn"] {
+  min-width: 0 !important; width: auto !important; flex: 1 1 0 !important; }
+.st-key-pair img { max-height: calc(100vh - 20rem); object-fit: contain; }
+@media (max-width: 640px) { .st-key-pair img { max-height: calc(100vh - 22rem); } }
+@media (hover: none) { .st-key-pair button:hover, .st-key-more button:hover { filter: none; } }
+.st-key-pair button:focus:not(:focus-visible), .st-key-more button:focus:not(:focus-visible) {
+  box-shadow: none; outline: none; }
+</style>"""
+
+# Numpad digits vote like the digits above the letters; Esc leaves the reason box; a vote
+# button gives up the focus once clicked (the next pair's button would inherit it). Registered
+# once per page, in the capture phase, so a numpad key is handled here and only here.
+KEYS_JS = """<script>
+(() => {
+  const w = window.parent && window.parent.document ? window.parent : window;
+  if (w.__harnessRateKeys) return;
+  w.__harnessRateKeys = true;
+  const doc = w.document;
+  const choices = {Numpad1: "left", Numpad2: "right", Numpad3: "tie", Numpad4: "both_bad"};
+  w.addEventListener("keydown", (e) => {
+    const el = doc.activeElement;
+    const typing = el && (el.tagName === "INPUT" || el.tagName === "TEXTAREA");
+    if (e.key === "Escape" && typing) { el.blur(); e.preventDefault(); return; }
+    const choice = choices[e.code];
+    if (!choice || typing || e.ctrlKey || e.metaKey || e.altKey) return;
+    const btn = doc.querySelector(`[class*="st-key-${choice}-"] button`);
+    if (btn) { e.preventDefault(); e.stopImmediatePropagation(); btn.click(); }
+  }, true);
+  w.addEventListener("click", (e) => {
+    const btn = e.target.closest && e.target.closest(".st-key-pair button, .st-key-more button");
+    if (btn) setTimeout(() => btn.blur(), 0);
+  }, true);
+})();
+</script>"""
 
 
 @st.cache_resource(show_spinner=False)
@@ -40,6 +87,12 @@ def _service(root: str, run_id: str, admin_sha: str | None, mode: str, repeat_ev
 def _env_int(name: str, default: int | None) -> int | None:
     raw = os.environ.get(name)
     return int(raw) if raw not in (None, "") else default
+
+
+def admin_timeout_s() -> float:
+    """Seconds without a click after which the admin page asks for the token again."""
+    raw = os.environ.get("HARNESS_RATE_ADMIN_TIMEOUT")
+    return 60.0 * float(raw) if raw not in (None, "") else 30 * 60.0
 
 
 def service() -> RatingService:
@@ -76,7 +129,10 @@ def sign_in(svc: RatingService) -> None:
         user = st.user
         if getattr(user, "is_logged_in", False):
             try:
-                st.session_state.rater = svc.sign_in_email(getattr(user, "email", None))
+                rater = svc.sign_in_email(getattr(user, "email", None))
+                st.session_state.rater = rater
+                # Checked at every click like a token's: a revoke or rotate stops this session too.
+                st.session_state.token_sha256 = rater.token_sha256
                 st.rerun()
             except SignInError as e:
                 st.error(str(e))
@@ -84,62 +140,129 @@ def sign_in(svc: RatingService) -> None:
                 return
         st.button("Sign in with your account", on_click=st.login, type="primary")
         st.caption("Or use an invitation token:")
+    notice = st.session_state.pop("notice", None)
+    if notice:
+        st.warning(notice)
     with st.form("sign-in", clear_on_submit=False):
         token = st.text_input("Invitation token", type="password", key="token")
         if st.form_submit_button("Start rating", type="primary"):
+            if svc.is_app_admin(token):
+                _open_admin()
+                st.rerun()
             try:
-                st.session_state.rater = svc.sign_in(token)
+                rater = svc.sign_in(token)
             except SignInError as e:
                 st.error(str(e))
                 return
+            st.session_state.rater = rater
+            st.session_state.token_sha256 = rater.token_sha256
             st.rerun()
+
+
+def _sign_out(notice: str | None = None) -> None:
+    """Forget who is signed in (rater and admin alike), keeping only a notice to show."""
+    for k in ("rater", "token_sha256", "admin", "admin_seen", "flash"):
+        st.session_state.pop(k, None)
+    if notice:
+        st.session_state.notice = notice
 
 
 def _answer(svc: RatingService, rater_id: str, assignment_id: str, choice: str) -> None:
     reason = st.session_state.get(f"reason-{assignment_id}")
-    svc.submit(rater_id, assignment_id, choice, reason)
+    try:
+        done = svc.submit(rater_id, assignment_id, choice, reason,
+                          token_sha256=st.session_state.get("token_sha256"))
+    except AccessError as e:
+        _sign_out(str(e))
+        return
+    if done.status == "conflict":
+        st.session_state.flash = ("conflict", CONFLICT)
+    else:  # saved now, or the same answer saved before (a double click): either way it is stored
+        st.session_state.flash = ("saved", "Vote saved")
+
+
+def _button(svc: RatingService, rater_id: str, aid: str, choice: str, where=st) -> None:
+    label, key = next((lab, k) for c, lab, k in BUTTONS if c == choice)
+    where.button(label, key=f"{choice}-{aid}", shortcut=key, width="stretch",  # shows its key
+                 type="primary" if choice in ("left", "right") else "secondary",
+                 on_click=_answer, args=(svc, rater_id, aid, choice))
 
 
 def rate(svc: RatingService) -> None:
     rater = st.session_state.rater
-    assignment = svc.current(rater.rater_id)
-    done, left = svc.progress(rater.rater_id)
-    st.caption(f"Signed in as {rater.name} · {done} rated · {left} pairs to go")
+    try:
+        assignment = svc.current(rater.rater_id, token_sha256=st.session_state.get("token_sha256"))
+    except AccessError as e:
+        _sign_out(str(e))
+        st.rerun()
+    rated, left, checks = svc.progress(rater.rater_id)
+    flash = st.session_state.pop("flash", None)
+    if flash and flash[0] == "conflict":
+        st.warning(flash[1])
+    # The confirmation sits in the status line: nothing moves and nothing covers the prompt.
+    saved = "✓ Vote saved · " if flash and flash[0] == "saved" else ""
+    extra = f" · {checks} quality check{'s' if checks != 1 else ''}" if checks else ""
+    st.caption(f"{saved}Signed in as {rater.name} · {rated} rated · {left} to go (of {rated + left}){extra}")
     if assignment is None:
-        st.success(f"You have rated every pair ({done} votes). Thank you!")
+        st.success(f"You have rated every pair ({rated} pairs{extra}). Thank you!")
         return
     shown = svc.shown(assignment)
     aid = shown.assignment_id
-    st.markdown(f"**Prompt:** {_escape_md(shown.prompt)}")
-    cols = st.columns(2)
-    cols[0].image(shown.left_png, width="stretch", output_format="PNG", alt="Left image")
-    cols[0].markdown("**Left** (key 1)")
-    cols[1].image(shown.right_png, width="stretch", output_format="PNG", alt="Right image")
-    cols[1].markdown("**Right** (key 2)")
-    buttons = st.columns(4)
-    for col, (choice, label, key) in zip(buttons, BUTTONS, strict=True):
-        col.button(label, key=f"{choice}-{aid}", shortcut=key, width="stretch",
-                   type="primary" if choice in ("left", "right") else "secondary",
-                   on_click=_answer, args=(svc, rater.rater_id, aid, choice))
-    st.text_input("Reason (optional)", key=f"reason-{aid}", max_chars=500,
-                  placeholder="What made the difference? Type it before choosing.")
-    st.caption("Keys: 1 left · 2 right · 3 tie · 4 both bad. Your progress is saved after every vote.")
+    if shown.source_png is not None:
+        # An instruction edit: the source both models edited, then the instruction.
+        with st.container(key="source"):
+            st.image(shown.source_png, width=320, output_format="PNG", alt="Source image",
+                     caption="Source image")
+        st.markdown(f"**Instruction:** {_escape_md(shown.prompt)} — which edit follows it "
+                    "better while keeping the rest of the source?")
+    else:
+        st.markdown(f"**Prompt:** {_escape_md(shown.prompt)}")
+    # Each side's button sits under its own image, so "Right is better" is under the right one.
+    with st.container(key="pair"):
+        cols = st.columns(2, gap="small")
+        cols[0].image(shown.left_png, width="stretch", output_format="PNG", alt="Left image")
+        _button(svc, rater.rater_id, aid, "left", cols[0])
+        cols[1].image(shown.right_png, width="stretch", output_format="PNG", alt="Right image")
+        _button(svc, rater.rater_id, aid, "right", cols[1])
+    with st.container(key="more"):
+        cols = st.columns(2, gap="small")
+        _button(svc, rater.rater_id, aid, "tie", cols[0])
+        _button(svc, rater.rater_id, aid, "both_bad", cols[1])
+    with st.container(key="reason"):
+        st.text_input("Reason (optional)", key=f"reason-{aid}", max_chars=500,
+                      placeholder="What made the difference? Type it before choosing.")
+    st.caption("Keys: 1 left · 2 right · 3 tie · 4 both bad (numpad too; Esc leaves the reason "
+               "box). Every vote is saved at once.")
 
 
 # -- admin --------------------------------------------------------------------------------------
 
 
+def _open_admin() -> None:
+    st.session_state.admin = True
+    st.session_state.admin_seen = time.monotonic()
+
+
+def admin_allowed(svc: RatingService) -> bool:
+    """True while this session may see the admin page; closes it after the idle time-out, or
+    when the admin rater it came from lost their access."""
+    if not st.session_state.get("admin"):
+        return False
+    idle = time.monotonic() - st.session_state.get("admin_seen", 0.0)
+    if idle > admin_timeout_s():
+        _sign_out(f"The admin page closed after {admin_timeout_s() / 60:g} minutes without activity. "
+                  "Sign in again with the admin token.")
+        return False
+    rater = st.session_state.get("rater")
+    if rater is not None and not svc.is_admin_rater(rater.rater_id, st.session_state.get("token_sha256")):
+        _sign_out("This token no longer opens the admin page.")
+        return False
+    st.session_state.admin_seen = time.monotonic()
+    return True
+
+
 def admin(svc: RatingService) -> None:
     st.title("Rating admin")
-    if not st.session_state.get("admin"):
-        with st.form("admin-sign-in"):
-            token = st.text_input("Admin token", type="password", key="admin_token")
-            if st.form_submit_button("Open"):
-                if svc.is_admin(token):
-                    st.session_state.admin = True
-                    st.rerun()
-                st.error("This is not the admin token. 'harness rate' prints it when it starts.")
-        return
     views = ["Quality control"]
     board = _leaderboard_page()
     if board is not None:
@@ -197,21 +320,31 @@ def quality_control(svc: RatingService) -> None:
     st.dataframe(pd.DataFrame(rows, columns=["model_a", "model_b", "votes"]), hide_index=True)
 
 
+def _sign_out_clicked() -> None:
+    _sign_out()
+    if oidc_configured() and getattr(st.user, "is_logged_in", False):
+        st.logout()
+
+
 def main() -> None:
-    st.set_page_config(page_title="Rate images", layout="wide")
+    st.set_page_config(page_title="Rate images", layout="wide", initial_sidebar_state="auto")
     svc = service()
-    page = st.sidebar.radio("Page", ("Rate", "Admin"), key="page", label_visibility="collapsed")
-    if page == "Admin":
-        admin(svc)
-        return
-    if "rater" not in st.session_state:
+    st.html(STYLE)
+    st.html(KEYS_JS, unsafe_allow_javascript=True)
+    rater = st.session_state.get("rater")
+    is_admin = admin_allowed(svc)
+    if rater is None and not is_admin:
         sign_in(svc)
         return
-    if st.sidebar.button("Sign out"):
-        del st.session_state["rater"]
-        if oidc_configured() and getattr(st.user, "is_logged_in", False):
-            st.logout()
-        st.rerun()
+    st.sidebar.button("Sign out", key="sign_out", on_click=_sign_out_clicked)
+    # Only an admin rater sees the way to the admin page (and back).
+    wants_admin = rater is not None and rater.is_admin and st.sidebar.toggle("Admin", key="admin_view_on")
+    if wants_admin and not is_admin:
+        _open_admin()
+        is_admin = True
+    if is_admin and (rater is None or st.session_state.get("admin_view_on")):
+        admin(svc)
+        return
     rate(svc)
 
 

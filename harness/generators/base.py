@@ -53,6 +53,11 @@ class Generator:
         price_per_image: float | None = None,
         untrained: bool = False,
         notes: str = "",
+        provider: str | None = None,
+        open_weights: bool | None = None,
+        licence: str | None = None,
+        release_date: str | None = None,
+        parameters: str | None = None,
     ) -> None:
         self.name = name
         self.label = label
@@ -64,6 +69,10 @@ class Generator:
         self.price_per_image = price_per_image
         self.untrained = untrained
         self.notes = notes
+        # Facts for reports only (config: models.<name>.provider ...); None where unknown.
+        self.facts = {"provider": provider, "open_weights": open_weights, "licence": licence,
+                      "release_date": None if release_date is None else str(release_date),
+                      "parameters": None if parameters is None else str(parameters)}
         self.options = self._parse_options(dict(options or {}))
         self.calls = 0
         """Number of generate calls made (the resume benchmark counts these)."""
@@ -100,6 +109,7 @@ class Generator:
             "untrained": self.untrained,
             "price_per_image": self.price_per_image,
             "notes": self.notes,
+            **self.facts,
         }
 
     # -- running --------------------------------------------------------------------------

@@ -41,6 +41,15 @@ endpoints.md; https://docs.bfl.ai/quick_start/pricing lists the same models)."""
 FLUX2_MAX_PIXELS = 4_000_000
 
 
+def _edit_source(control: Any, width: int, height: int) -> str:
+    """Base64 PNG of an edit_image control's file at the request's size."""
+    import base64
+
+    from harness.generators.controls import edit_source_png
+
+    return base64.b64encode(edit_source_png(control, width, height)).decode("ascii")
+
+
 class BFLImages(JobGenerator, Generator):
     """FLUX.2 [pro]/[max]/[flex]/[klein], FLUX1.1 [pro], [pro] Ultra, Kontext and [dev] through
     api.bfl.ai."""
@@ -95,6 +104,11 @@ class BFLImages(JobGenerator, Generator):
             body["steps"] = r.steps
         if r.guidance is not None and (not flux2 or r.model_id == "flux-2-flex"):
             body["guidance"] = r.guidance
+        edit = next((c for c in r.controls if c.get("kind") == "edit_image"), None)
+        if edit is not None:
+            # Instruction edit (FLUX.2 and Kontext endpoints): the source, base64 PNG at the
+            # request's size, as input_image; the prompt is the instruction.
+            body["input_image"] = _edit_source(edit, r.width, r.height)
         return body | {k: v for k, v in dict(r.params).items() if v is not None}
 
     async def _submit(self, http: HTTPClient, r: GenRequest) -> tuple[Job, dict[str, Any]]:

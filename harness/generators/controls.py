@@ -23,6 +23,7 @@ CONTROL_PARAMS = {
     "mask": {"overlay"},
     "control_image": {"type", "conditioning_scale", "low_threshold", "high_threshold"},
     "reference_image": {"scale"},
+    "edit_image": {"image_guidance"},
 }
 """Settings each control kind accepts (all of them go into the cache key)."""
 
@@ -98,8 +99,14 @@ def find_input(sha256: str, planned: str | None = None) -> Path:
 
 
 def request_mode(controls: Iterable[Mapping[str, Any]]) -> tuple[str, bool, bool]:
-    """(task, controlnet, ip_adapter) a request needs: task is text2img, img2img or inpaint."""
+    """(task, controlnet, ip_adapter) a request needs: task is text2img, img2img, inpaint or
+    edit (an instruction edit of ``edit_image``, run by an editing pipeline)."""
     kinds = {c["kind"] for c in controls}
+    if "edit_image" in kinds:
+        if kinds - {"edit_image"}:
+            raise ValueError("an edit_image (instruction edit) takes no other control input "
+                             f"(got {', '.join(sorted(kinds - {'edit_image'}))})")
+        return "edit", False, False
     if "mask" in kinds and "init_image" not in kinds:
         raise ValueError("a mask needs an init_image (the picture to inpaint)")
     task = "inpaint" if "mask" in kinds else "img2img" if "init_image" in kinds else "text2img"
@@ -113,7 +120,7 @@ def check_params(kind: str, params: Mapping[str, Any]) -> list[str]:
         if k not in CONTROL_PARAMS.get(kind, ()):
             problems.append(f"{kind} takes no setting {k!r} (valid: "
                             f"{', '.join(sorted(CONTROL_PARAMS.get(kind, ()))) or 'none'})")
-    for k in ("strength", "conditioning_scale", "scale"):
+    for k in ("strength", "conditioning_scale", "scale", "image_guidance"):
         v = params.get(k)
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
             problems.append(f"{kind}.{k} must be a number, got {v!r}")
@@ -212,3 +219,32 @@ def control_image(path: str | Path, params: Mapping[str, Any], width: int, heigh
         return canny(im, float(params.get("low_threshold", CANNY_DEFAULTS["low_threshold"])),
                      float(params.get("high_threshold", CANNY_DEFAULTS["high_threshold"])))
     return im
+
+
+def edit_source_png(control: Mapping[str, Any], width: int, height: int) -> bytes:
+    """PNG bytes of an ``edit_image`` control's file at the request's size (what the closed
+    APIs' edit inputs are sent)."""
+    import io
+
+    buf = io.BytesIO()
+    load_rgb(find_input(str(control["sha256"]), control.get("path")), width, height).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def edit_data_uri(control: Mapping[str, Any], width: int, height: int) -> str:
+    """An ``edit_image`` source as a ``data:image/png;base64,...`` URI (fal, Replicate)."""
+    import base64
+
+    png = edit_source_png(control, width, height)
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def add_edit_input(inp: dict[str, Any], controls: Iterable[Mapping[str, Any]], field: str,
+                   width: int, height: int) -> None:
+    """Put an ``edit_image`` control into a provider input under ``field`` as a data URI;
+    a field ending in ``[]`` (``image_urls[]``) takes a one-element list."""
+    edit = next((c for c in controls if c.get("kind") == "edit_image"), None)
+    if edit is not None:
+        uri = edit_data_uri(edit, width, height)
+        inp[field.removesuffix("[]")] = [uri] if field.endswith("[]") else uri
+

@@ -139,6 +139,16 @@ class Adapters:
         """The pipeline for a task (text2img / img2img / inpaint), with or without ControlNet,
         derived from the loaded one with ``from_pipe``: same weights in memory, no reload."""
         key = (task, controlnet)
+        if task == "edit":
+            # Editing models load as their editing pipeline (FluxKontextPipeline,
+            # QwenImageEditPipeline, StableDiffusionInstructPix2PixPipeline ...): it takes the
+            # source image itself; a text-to-image pipeline has no such argument.
+            if "image" not in call_params(self.pipe):
+                raise ConfigError(f"{self.where('')}: {type(self.pipe).__name__} is not an "
+                                  "instruction-editing pipeline (it takes no source image); edit "
+                                  "prompts need an editing model (FLUX.1 Kontext, Qwen-Image-Edit, "
+                                  "InstructPix2Pix ...).")
+            return self.pipe
         if key not in self.modes:
             from diffusers import (
                 AutoPipelineForImage2Image,
@@ -272,6 +282,14 @@ class Adapters:
         def files(kind: str) -> list[Path]:
             return [ctl.find_input(str(d[kind]["sha256"]), d[kind].get("path")) for d in by_kind]
 
+        if task == "edit":
+            # The source at the request's size: the edit's pixel grid is the comparison's.
+            kwargs["image"] = [ctl.load_rgb(p, w, h) for p in files("edit_image")]
+            if "image_guidance" in params["edit_image"]:
+                if "image_guidance_scale" not in call_params(pipe):
+                    raise ConfigError(f"{self.where('')}: {type(pipe).__name__} has no image "
+                                      "guidance (edit_image.image_guidance).")
+                kwargs["image_guidance_scale"] = float(params["edit_image"]["image_guidance"])
         if task in ("img2img", "inpaint"):
             inits = [ctl.load_rgb(p, w, h) for p in files("init_image")]
             kwargs["image"] = inits

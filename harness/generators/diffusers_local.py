@@ -30,6 +30,7 @@ from harness.generators.diffusers_adapters import (
     adapter_identity,
     lora_file,
 )
+from harness.generators.diffusers_families import check_hub_id
 from harness.generators.diffusers_loading import (
     HubModel,
     call_params,
@@ -71,6 +72,8 @@ class DiffusersGenerator(Generator):
         check_options(self.options, self._where)
         self._loras = lora_specs(self.params.get("extra") or {}, self._where)
         check_build(self.options, self._where)
+        if self.options.build is None and not looks_like_path(self.model_id):
+            check_hub_id(self.model_id, self.cache_dir(), self._where("model_id"))
         self._pipe: Any = None
         self._adapters: Adapters | None = None
         self._device = ""

@@ -38,6 +38,7 @@ from harness.generators.api import (
     Recovery,
 )
 from harness.generators.base import Generator
+from harness.generators.controls import add_edit_input
 from harness.generators.http import ErrorInfo, HTTPClient, ProviderError, detail_error, to_png
 from harness.types import GenRequest, GenResult
 
@@ -91,6 +92,10 @@ class FalImages(JobGenerator, Generator):
         """fal's Platform API root, where a lost submit is looked for in the request history;
         None: https://api.fal.ai/v1 with fal's own queue, else ``<base_url>/platform/v1`` (a
         proxy or the test fake)."""
+        edit_input: str = "image_url"
+        """Input field an instruction edit's source goes to, as a data URI: ``image_url``
+        (FLUX.1 Kontext apps) or, with ``[]``, a one-element list (``image_urls[]``: Seedream,
+        Qwen-Image edit apps); read it from the app's schema on fal."""
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -128,6 +133,7 @@ class FalImages(JobGenerator, Generator):
             inp["num_inference_steps"] = r.steps
         if r.guidance is not None:
             inp["guidance_scale"] = r.guidance
+        add_edit_input(inp, r.controls, self.options.edit_input, r.width, r.height)
         return inp | {k: v for k, v in dict(r.params).items() if v is not None}
 
     async def _submit(self, http: HTTPClient, r: GenRequest) -> tuple[Job, dict[str, Any]]:

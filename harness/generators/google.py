@@ -144,6 +144,15 @@ def google_error(status: int, body: Any, text: str) -> ErrorInfo:
                      delay_s=delay, final=final)
 
 
+def _edit_png_b64(control: Any, width: int, height: int) -> str:
+    """Base64 PNG of an edit_image control's file at the request's size."""
+    import base64
+
+    from harness.generators.controls import edit_source_png
+
+    return base64.b64encode(edit_source_png(control, width, height)).decode("ascii")
+
+
 class GoogleImages(APIGenerator, Generator):
     """Gemini image models (``gemini-3.1-flash-image`` ...) on the Gemini API or Vertex AI."""
 
@@ -308,8 +317,14 @@ class GoogleImages(APIGenerator, Generator):
         gen = {"responseModalities": ["IMAGE"], "imageConfig": {"aspectRatio": self.aspect}}
         for k, v in extra.items():  # imageConfig merges (imageSize next to aspectRatio)
             gen[k] = (gen.get(k, {}) | v) if isinstance(v, dict) else v
-        return {"contents": [{"role": "user", "parts": [{"text": r.prompt}]}],
-                "generationConfig": gen}
+        parts: list[dict[str, Any]] = [{"text": r.prompt}]
+        edit = next((c for c in r.controls if c.get("kind") == "edit_image"), None)
+        if edit is not None:
+            # Image editing: the instruction, then the source image inline (base64 PNG at the
+            # request's size), as Gemini's image-editing examples send them.
+            parts.append({"inlineData": {"mimeType": "image/png",
+                                         "data": _edit_png_b64(edit, r.width, r.height)}})
+        return {"contents": [{"role": "user", "parts": parts}], "generationConfig": gen}
 
     async def _one(self, http: HTTPClient, r: GenRequest) -> GenResult:
         body = self._body(r)

@@ -175,13 +175,17 @@ class OpenAIImages(APIGenerator, Generator):
                    controls: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, str], dict[str, Any]]:
         from harness.generators.controls import find_input, load_mask, load_rgb
 
-        extra = set(controls) - {"init_image", "mask"}
+        extra = set(controls) - {"init_image", "mask", "edit_image"}
         if extra:
-            raise ValueError(f"{r.model_id} takes an init_image (and mask) only; this prompt "
-                             f"has {', '.join(sorted(extra))}")
-        if "init_image" not in controls:
+            raise ValueError(f"{r.model_id} takes an init_image (and mask) or an edit_image "
+                             f"only; this prompt has {', '.join(sorted(extra))}")
+        if "edit_image" in controls and len(controls) > 1:
+            raise ValueError("an edit_image (instruction edit) takes no other control input")
+        # An instruction edit is the same endpoint: the source image and the instruction as
+        # prompt, no mask (the model decides what to change).
+        init = controls.get("edit_image") or controls.get("init_image")
+        if init is None:
             raise ValueError("a mask needs an init_image (the picture to inpaint)")
-        init = controls["init_image"]
         image = load_rgb(find_input(init["sha256"], init.get("path")), r.width, r.height)
         files: dict[str, Any] = {"image": ("image.png", _png(image), "image/png")}
         if "mask" in controls:

@@ -40,6 +40,7 @@ from harness.generators.api import (
     Recovery,
 )
 from harness.generators.base import Generator
+from harness.generators.controls import add_edit_input
 from harness.generators.http import HTTPClient, ProviderError, aspect_ratio, to_png
 from harness.types import GenRequest, GenResult
 
@@ -85,6 +86,9 @@ class ReplicateImages(JobGenerator, Generator):
         input_size: str = "aspect_ratio"
         """How width and height are sent: ``aspect_ratio`` (FLUX and most official models),
         ``width_height`` (models that take pixels) or ``none``."""
+        edit_input: str = "input_image"
+        """Input field an instruction edit's source goes to, as a data URI (``input_image`` on
+        black-forest-labs/flux-kontext-*; ``image`` on others: read the model's schema)."""
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -132,6 +136,7 @@ class ReplicateImages(JobGenerator, Generator):
             inp["num_inference_steps"] = r.steps
         if r.guidance is not None:
             inp["guidance"] = r.guidance
+        add_edit_input(inp, r.controls, self.options.edit_input, r.width, r.height)
         return inp | {k: v for k, v in dict(r.params).items() if v is not None}
 
     async def _submit(self, http: HTTPClient, r: GenRequest) -> tuple[Job, dict[str, Any]]:

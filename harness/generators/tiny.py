@@ -27,10 +27,19 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from harness.generators.tiny_families import BUILDERS as FAMILY_BUILDERS
+from harness.generators.tiny_families import FAMILY_PIPELINES
+from harness.generators.tiny_text import t5_tokenizer
 from harness.toyworld.vocab import byte_chars
 
-ARCHS = ("sd15", "sd3", "sdxl", "flux")
-"""Architectures :func:`build_tiny_pipeline` knows."""
+BASE_ARCHS = ("sd15", "sd3", "sdxl", "flux")
+"""The architectures of the first model line-up (built here)."""
+
+ARCHS = (*BASE_ARCHS, *FAMILY_PIPELINES)
+"""Architectures :func:`build_tiny_pipeline` knows: the base ones, today's families (FLUX.2,
+FLUX.2 [klein], Qwen-Image, Z-Image, Chroma, Lumina-Image 2, CogView4; built by
+:mod:`~harness.generators.tiny_families`) and the instruction-editing pipelines (FLUX.1
+Kontext, Qwen-Image-Edit, InstructPix2Pix)."""
 
 RECIPE_FILE = ".harness-build.json"
 """Recipe a built folder was made from. A dotfile, so folder fingerprints skip it (the weights
@@ -203,22 +212,8 @@ def _sdxl(tok: Any, image_size: int) -> Any:
 
 
 def tiny_t5_tokenizer(folder: str | Path) -> Any:
-    """A character-level ``T5TokenizerFast`` (printable ASCII, SentencePiece-style word starts)
-    built from a ``tokenizers`` Unigram model: FluxPipeline wants a T5 tokenizer, and the real
-    vocabulary is a hub download."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import T5TokenizerFast
-
-    chars = [chr(i) for i in range(32, 127)]
-    vocab = ([("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [(c, -1.0) for c in chars]
-             + [("\u2581" + c, -1.0) for c in chars] + [("\u2581", -2.0)])
-    backend = Tokenizer(models.Unigram(vocab, unk_id=2, byte_fallback=False))
-    backend.pre_tokenizer = pre_tokenizers.Metaspace()
-    backend.decoder = decoders.Metaspace()
-    tok = T5TokenizerFast(tokenizer_object=backend, eos_token="</s>", pad_token="<pad>",
-                          unk_token="<unk>", extra_ids=0, model_max_length=512)
-    tok.save_pretrained(str(folder))
-    return T5TokenizerFast.from_pretrained(str(folder))
+    """A character-level ``T5TokenizerFast`` (see :func:`~harness.generators.tiny_text.t5_tokenizer`)."""
+    return t5_tokenizer(folder)
 
 
 def _flux(tok: Any, image_size: int, t5_folder: Path) -> Any:
@@ -252,6 +247,38 @@ def _flux(tok: Any, image_size: int, t5_folder: Path) -> Any:
     )
 
 
+def _flux_kontext(tok: Any, image_size: int, t5_folder: Path) -> Any:
+    """FLUX.1 Kontext: FLUX.1's parts (the source image's latents join the sequence)."""
+    from diffusers import FluxKontextPipeline
+
+    parts = dict(_flux(tok, image_size, t5_folder).components)
+    return FluxKontextPipeline(**{**parts, "image_encoder": None, "feature_extractor": None})
+
+
+def _instruct_pix2pix(tok: Any, image_size: int) -> Any:
+    """InstructPix2Pix: an SD1.5-shaped pipeline whose U-Net also reads the source image's
+    latents (8 input channels: noise + image)."""
+    import torch
+    from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionInstructPix2PixPipeline
+    from transformers import CLIPTextModel
+
+    unet = _tiny_unet(image_size, cross_attention_dim=32)
+    unet.register_to_config(in_channels=8)
+    with torch.no_grad():  # widen conv_in the way InstructPix2Pix was trained from SD
+        old = unet.conv_in
+        new = torch.nn.Conv2d(8, old.out_channels, old.kernel_size, old.stride, old.padding)
+        new.weight.zero_()
+        new.weight[:, :4] = old.weight
+        new.weight[:, 4:].normal_(0.0, 0.1)
+        new.bias.copy_(old.bias)
+        unet.conv_in = new
+    return StableDiffusionInstructPix2PixPipeline(
+        vae=_tiny_vae(image_size, latent_channels=4), text_encoder=CLIPTextModel(_clip_config(tok)),
+        tokenizer=tok, unet=unet, scheduler=EulerAncestralDiscreteScheduler(
+            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+
+
 def _check_recipe(arch: str, image_size: int) -> None:
     if arch not in ARCHS:
         raise ValueError(f"unknown tiny architecture {arch!r}; valid: {', '.join(ARCHS)}.")
@@ -267,8 +294,9 @@ def build_tiny_pipeline(arch: str, folder: str | Path, *, seed: int = 0,
     place and renamed into it, so a killed build never leaves a half-written model.
 
     Args:
-        arch: ``sd15`` (U-Net), ``sd3`` (MMDiT), ``sdxl`` (U-Net, two text encoders) or
-            ``flux`` (Flux transformer, CLIP + T5).
+        arch: ``sd15`` (U-Net), ``sd3`` (MMDiT), ``sdxl`` (U-Net, two text encoders),
+            ``flux`` (Flux transformer, CLIP + T5), or one of today's families and editing
+            pipelines (:data:`ARCHS`; ``FAMILY_PIPELINES`` names each one's pipeline class).
         folder: Destination; must not exist yet (an empty folder is replaced).
         seed: Seed of the random weights.
         image_size: Default image side in pixels (the pipeline's default width and height).
@@ -290,10 +318,15 @@ def build_tiny_pipeline(arch: str, folder: str | Path, *, seed: int = 0,
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            tok = tiny_tokenizer(tmp / "_vocab")
-            builder = {"sd15": _sd15, "sd3": _sd3, "sdxl": _sdxl, "flux": _flux}[arch]
-            pipe = builder(tok, image_size, tmp / "_vocab_t5") if arch == "flux" \
-                else builder(tok, image_size)
+            if arch in FAMILY_BUILDERS:
+                pipe = FAMILY_BUILDERS[arch](tmp, image_size)
+            else:
+                tok = tiny_tokenizer(tmp / "_vocab")
+                builder = {"sd15": _sd15, "sd3": _sd3, "sdxl": _sdxl, "flux": _flux,
+                           "flux_kontext": _flux_kontext,
+                           "instruct_pix2pix": _instruct_pix2pix}[arch]
+                pipe = builder(tok, image_size, tmp / "_vocab_t5") if arch.startswith("flux") \
+                    else builder(tok, image_size)
         from diffusers.utils import logging as diffusers_logging
         from transformers.utils import logging as transformers_logging
 
@@ -309,8 +342,8 @@ def build_tiny_pipeline(arch: str, folder: str | Path, *, seed: int = 0,
             diffusers_logging.set_verbosity(verbosity)
             if bars:
                 transformers_logging.enable_progress_bar()
-        shutil.rmtree(tmp / "_vocab")
-        shutil.rmtree(tmp / "_vocab_t5", ignore_errors=True)
+        for scratch in ("_vocab", "_vocab_t5", "_tok"):
+            shutil.rmtree(tmp / scratch, ignore_errors=True)
         recipe = {"arch": arch, "seed": seed, "image_size": image_size}
         (tmp / RECIPE_FILE).write_text(json.dumps(recipe, sort_keys=True) + "\n")
         try:

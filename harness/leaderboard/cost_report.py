@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.errors import ConfigError
 from harness.leaderboard.cost import GpuPrice, cost_table, plot_cost
 from harness.store import Store, StoreError
 
@@ -56,6 +57,9 @@ def write_cost_report(store: Store, run_id: str, cfg: Any, out_dir: str) -> Path
                 apis[f"{model} {quality} {size}"] = found[0]
                 sources.append(f"{model} as of {found[1]['as_of']}, {found[1]['source']}")
     reference_note = f" (list prices: {'; '.join(sources)})" if sources else ""
+    if cfg.gpu_usd_per_hour is None:
+        raise ConfigError("harness cost needs a GPU price: set cost.gpu_usd_per_hour (USD per GPU hour, "
+                         "e.g. cost.gpu_usd_per_hour=2.5)")
     gpu = GpuPrice(float(cfg.gpu_usd_per_hour), float(cfg.utilisation), int(cfg.min_gpus),
                    str(cfg.gpu_name))
     table = cost_table(local, apis, gpu)

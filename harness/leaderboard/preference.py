@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.leaderboard.stats import rank_ranges, rank_text
+
 CHOICES = ("left", "right", "tie", "both_bad")
 """Allowed values of the ``choice`` column."""
 REQUIRED_COLUMNS = ("left", "right", "choice")
@@ -116,13 +118,19 @@ class _Cells:
         self.models = [m for m in models if m in active]
         self.n_votes = len(used)
         m = len(self.models)
+        self.cell_of_vote = np.zeros(0, dtype=np.int64)
+        self.used = used
         if not len(used):
             self.counts = np.zeros(0)
             self.mix = np.zeros((0, m * m))
             return
         idx = {name: i for i, name in enumerate(self.models)}
-        grp = used.groupby([used["left"].map(idx), used["right"].map(idx), used["choice"]]).size()
+        keys = [used["left"].map(idx), used["right"].map(idx), used["choice"]]
+        grp = used.groupby(keys).size()
         self.counts = grp.to_numpy(dtype=float)
+        # each counted vote's cell, for bootstraps that resample prompts or raters, not votes
+        self.cell_of_vote = used.groupby(keys).ngroup().to_numpy(dtype=np.int64)
+        self.used = used
         self.mix = np.zeros((len(grp), m * m))
         for k, (li, ri, ch) in enumerate(grp.index):
             wl, wr = w[ch]
@@ -276,12 +284,80 @@ def _fit_cells(cells: _Cells, prior: float, max_iter: int, tol: float
 # bootstrap and the leaderboard table
 
 
+CLUSTERS = {"vote": (), "prompt": ("prompt_id",), "rater": ("rater",), "prompt+rater": ("prompt_id", "rater")}
+"""What the preference bootstrap resamples: single votes, or whole prompts and/or raters (votes
+on one prompt, or by one rater, are not independent; resampling them as groups keeps the
+intervals honest)."""
+
+
+def check_cluster(cluster: str, votes: pd.DataFrame) -> tuple[str, ...]:
+    """The vote columns ``cluster`` resamples by; ValueError for an unknown choice or a votes
+    table without them."""
+    if cluster not in CLUSTERS:
+        close = difflib.get_close_matches(str(cluster), list(CLUSTERS), n=2)
+        hint = f" did you mean {close}?" if close else ""
+        raise ValueError(f"cluster={cluster!r}:{hint} use one of {list(CLUSTERS)}")
+    cols = CLUSTERS[cluster]
+    missing = [c for c in cols if c not in votes.columns]
+    if missing and len(votes):
+        raise ValueError(f"cluster={cluster!r} needs the votes column(s) {missing}; the table has "
+                         f"{list(votes.columns)}")
+    return cols
+
+
+DENSE_GROUP_CELLS = 4_000_000
+"""Largest (cluster groups x vote cells) block the clustered bootstrap builds densely."""
+
+
+def _resampled_counts(cells: _Cells, cluster: str, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_boot, cells) vote counts of bootstrap resamples: votes drawn with replacement, or
+    whole clusters (every vote of a drawn prompt / rater, as often as it was drawn; with
+    ``prompt+rater`` prompts and raters are drawn independently and a vote counts the product of
+    its prompt's and its rater's draws)."""
+    cols = CLUSTERS[cluster]
+    n_cells = len(cells.counts)
+    if not cols:
+        n = int(cells.counts.sum())
+        return rng.multinomial(n, cells.counts / n, size=n_boot).astype(float)
+    # votes grouped by their cluster combination: (groups, cells) counts, so a resample is a
+    # matrix product over groups, never over single votes
+    keys = cells.used[list(cols)].astype(str)
+    group = keys.groupby(list(cols), sort=True).ngroup().to_numpy(dtype=np.int64)
+    n_groups = int(group.max()) + 1 if len(group) else 0
+    draws, of_group = [], []
+    for col in cols:
+        labels, ids = np.unique(keys[col].to_numpy(), return_inverse=True)
+        first = np.zeros(n_groups, dtype=np.int64)
+        first[group] = ids  # each group's label in this column
+        k = len(labels)
+        draws.append(rng.multinomial(k, np.full(k, 1.0 / k), size=n_boot).astype(float))  # (n_boot, k)
+        of_group.append(first)
+    out = np.zeros((n_boot, n_cells))
+    # (groups, cells) as one dense block when it is small; else a sparse sum per resample, so
+    # prompt+rater on 100k votes never builds a 100k x cells matrix
+    dense = n_groups * n_cells <= DENSE_GROUP_CELLS
+    per_group = np.zeros((n_groups, n_cells)) if dense else None
+    if per_group is not None:
+        np.add.at(per_group, (group, cells.cell_of_vote), 1.0)
+    step = max(1, 4_000_000 // max(1, n_groups))
+    for start in range(0, n_boot, step):
+        w = np.ones((min(step, n_boot - start), n_groups))
+        for d, first in zip(draws, of_group, strict=True):
+            w *= d[start:start + len(w), first]
+        if per_group is not None:
+            out[start:start + len(w)] = w @ per_group
+        else:
+            for j, row in enumerate(w):
+                out[start + j] = np.bincount(cells.cell_of_vote, weights=row[group], minlength=n_cells)
+    return out
+
+
 def _bootstrap(cells: _Cells, theta_full: np.ndarray, prior: float, n_boot: int, seed: int,
-               max_iter: int, tol: float) -> np.ndarray:
-    """(n_boot, m) centred log-strengths of vote resamples; NaN rows for fits that failed."""
+               max_iter: int, tol: float, cluster: str = "vote") -> np.ndarray:
+    """(n_boot, m) centred log-strengths of resamples (of votes, or clustered, see
+    :data:`CLUSTERS`); NaN rows for fits that failed."""
     rng = np.random.default_rng(seed)
-    n = int(cells.counts.sum())
-    draws = rng.multinomial(n, cells.counts / n, size=n_boot).astype(float)
+    draws = _resampled_counts(cells, cluster, n_boot, rng)
     m = len(cells.models)
     out = np.empty((n_boot, m))
     chunk = max(1, 2_000_000 // max(1, m * m))  # bound the (chunk, m, m) temporaries
@@ -324,9 +400,10 @@ def _tally(votes: pd.DataFrame, names: list[str], both_bad: str) -> pd.DataFrame
     return t
 
 
-def _analyse(votes, models, ties, both_bad, prior, n_boot, seed, max_iter, tol):
+def _analyse(votes, models, ties, both_bad, prior, n_boot, seed, max_iter, tol, cluster="vote"):
     check_votes(votes)
     check_options(ties, both_bad)
+    check_cluster(cluster, votes)
     if n_boot < 0:
         raise ValueError(f"n_boot={n_boot} must be >= 0")
     names = _model_list(votes, models)
@@ -334,15 +411,34 @@ def _analyse(votes, models, ties, both_bad, prior, n_boot, seed, max_iter, tol):
     cells.options = (ties, both_bad, prior, n_boot, seed)
     theta, reason, reasons = _fit_cells(cells, prior, max_iter, tol)
     ok = len(theta) > 0 and np.isfinite(theta).all()
-    boot = (_bootstrap(cells, theta, prior, n_boot, seed, max_iter, tol) if ok and n_boot > 0
+    boot = (_bootstrap(cells, theta, prior, n_boot, seed, max_iter, tol, cluster) if ok and n_boot > 0
             else np.full((0, len(cells.models)), np.nan))
     return names, cells, theta, reason, reasons, boot
+
+
+def strengths_with_replicates(votes: pd.DataFrame, models: list[str], *, n_boot: int = 1000, seed: int = 0,
+                              both_bad: str = "tie", cluster: str = "vote", prior: float = 0.5
+                              ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Centred Bradley-Terry log-strengths for ``models`` (NaN for a model without votes) and
+    the bootstrap replicates (resamples, models) of the fits that converged (None below two)."""
+    _, cells, theta, _, _, boot = _analyse(votes, models, "half", both_bad, prior, n_boot, seed, 100, 1e-10,
+                                           cluster)
+    point = np.full(len(models), np.nan)
+    if not len(theta) or not np.isfinite(theta).all():
+        return point, None
+    col = {m: i for i, m in enumerate(cells.models)}
+    point = np.array([theta[col[m]] if m in col else np.nan for m in models])
+    good = boot[np.isfinite(boot).all(axis=1)] if len(boot) else boot
+    if len(good) < 2:
+        return point, None
+    return point, np.column_stack([good[:, col[m]] if m in col else np.full(len(good), np.nan)
+                                   for m in models])
 
 
 def preference_table(votes: pd.DataFrame, *, baseline: str | None = None, n_boot: int = 1000,
                      seed: int = 0, ci: float = 0.95, models: Iterable[str] | None = None,
                      ties: str = "half", both_bad: str = "tie", prior: float = 0.5,
-                     max_iter: int = 100, tol: float = 1e-10) -> pd.DataFrame:
+                     max_iter: int = 100, tol: float = 1e-10, cluster: str = "vote") -> pd.DataFrame:
     """Per-model preference leaderboard: Bradley-Terry strength, Elo-like rating, bootstrap CI.
 
     ``rating = 1000 + 400/ln(10) * (strength - strength[baseline])`` (baseline = 1000), or
@@ -350,13 +446,14 @@ def preference_table(votes: pd.DataFrame, *, baseline: str | None = None, n_boot
     bootstraps over ``n_boot`` resamples of the votes (drawn as multinomial cell counts, each fit
     warm-started from the full-data solution); rating CIs are of the difference to the baseline
     when there is one (so the baseline's own is a point). Sorted by strength, best first.
+    ``cluster`` (:data:`CLUSTERS`) resamples whole prompts and/or raters instead of votes.
 
     Returns:
         One row per model: model, strength, strength_lo, strength_hi, rating, rating_lo,
         rating_hi, wins, losses, ties, both_bad, votes, win_rate, reason. ``attrs`` holds every
         setting plus ``n_votes``, ``failed_resamples`` and a table-level ``reason``.
     """
-    fit = _analyse(votes, models, ties, both_bad, prior, n_boot, seed, max_iter, tol)
+    fit = _analyse(votes, models, ties, both_bad, prior, n_boot, seed, max_iter, tol, cluster)
     return _table_from(fit, votes, baseline, ci)
 
 
@@ -527,7 +624,8 @@ def by_tag(votes: pd.DataFrame, *, stat: str = "strength", min_votes: int = 1, t
 
 def votes_needed(votes: pd.DataFrame, *, level: float = 0.95, n_boot: int = 1000, seed: int = 0,
                  models: Iterable[str] | None = None, ties: str = "half", both_bad: str = "tie",
-                 prior: float = 0.5, max_iter: int = 100, tol: float = 1e-10) -> pd.DataFrame:
+                 prior: float = 0.5, max_iter: int = 100, tol: float = 1e-10,
+                 cluster: str = "vote") -> pd.DataFrame:
     """Rough number of further votes that would separate each pair of neighbours in rating order.
 
     For neighbours (upper, lower) the gap is the difference of their log-strengths and
@@ -542,7 +640,7 @@ def votes_needed(votes: pd.DataFrame, *, level: float = 0.95, n_boot: int = 1000
         One row per neighbouring pair: upper, lower, gap, half_width, separated, votes_now,
         votes_needed (total) and more_votes; empty with ``attrs["reason"]`` below two rated models.
     """
-    fit = _analyse(votes, models, ties, both_bad, prior, n_boot, seed, max_iter, tol)
+    fit = _analyse(votes, models, ties, both_bad, prior, n_boot, seed, max_iter, tol, cluster)
     return _needed_from(fit, level)
 
 
@@ -601,7 +699,10 @@ class PreferenceSummary:
     n_votes: int
     """Votes in the input (after any exclusion upstream)."""
     settings: dict[str, Any] = field(default_factory=dict)
-    """baseline, n_boot, seed, ci, ties, both_bad, prior."""
+    """baseline, n_boot, seed, ci, ties, both_bad, prior, cluster."""
+    replicates: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """Bootstrap log-strengths, one row per resample and one column per rated model (rows whose
+    fit failed dropped): what the rank ranges of the headline are computed from."""
 
     @property
     def reason(self) -> str:
@@ -620,11 +721,12 @@ class PreferenceSummary:
 
 def summarise(votes: pd.DataFrame, *, models: Iterable[str] | None = None, baseline: str | None = None,
               n_boot: int = 1000, seed: int = 0, ci: float = 0.95, ties: str = "half",
-              both_bad: str = "tie", prior: float = 0.5) -> PreferenceSummary:
+              both_bad: str = "tie", prior: float = 0.5, cluster: str = "vote") -> PreferenceSummary:
     """Every preference table for a report, with the same settings throughout.
 
     ``models`` lists the run's models so that ones without votes are shown (NaN, with a reason);
-    models that appear only in the votes are added after them.
+    models that appear only in the votes are added after them. ``cluster``: what the bootstrap
+    resamples (:data:`CLUSTERS`: votes, or whole prompts and/or raters).
     """
     check_votes(votes)
     names = list(dict.fromkeys(models or []))
@@ -632,14 +734,26 @@ def summarise(votes: pd.DataFrame, *, models: Iterable[str] | None = None, basel
         names += [m for m in sorted(set(votes["left"]).union(votes["right"])) if m not in set(names)]
     kw = dict(ties=ties, both_bad=both_bad)
     # one fit and one bootstrap serve both the table and the votes-needed estimate
-    fit = _analyse(votes, names, ties, both_bad, prior, n_boot, seed, 100, 1e-10)
+    fit = _analyse(votes, names, ties, both_bad, prior, n_boot, seed, 100, 1e-10, cluster)
+    boot = fit[5]
+    reps = pd.DataFrame(boot[np.isfinite(boot).all(axis=1)] if len(boot) else boot,
+                        columns=list(fit[1].models))
+    table = _table_from(fit, votes, baseline, ci)
+    # rank ranges (LMArena's rank spread): tied models share one, e.g. "1–2"
+    order = list(table["model"])
+    aligned = (np.column_stack([reps[m].to_numpy() if m in reps.columns else np.full(len(reps), np.nan)
+                                for m in order]) if len(reps) >= 2 and order else None)
+    _, rlo, rhi, _ = rank_ranges(table["strength"].to_numpy(dtype=float), aligned, True, ci)
+    table["rank_lo"], table["rank_hi"] = rlo, rhi
+    table["rank_text"] = [rank_text(a, b) for a, b in zip(rlo, rhi, strict=True)]
     return PreferenceSummary(
-        table=_table_from(fit, votes, baseline, ci),
+        table=table,
         win_rates=win_rate_matrix(votes, models=names, **kw),
         pairs=votes_per_pair(votes, models=names),
         position=position_bias(votes, ci=ci),
         tags=by_tag(votes, stat="strength", prior=prior, **kw),
         needed=_needed_from(fit, ci),
         n_votes=len(votes),
-        settings=dict(baseline=baseline, n_boot=n_boot, seed=seed, ci=ci, prior=prior, **kw),
+        settings=dict(baseline=baseline, n_boot=n_boot, seed=seed, ci=ci, prior=prior, cluster=cluster, **kw),
+        replicates=reps,
     )

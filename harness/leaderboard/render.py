@@ -9,8 +9,9 @@ from typing import Any
 
 from harness.leaderboard.outputs import output_of, split_outputs
 from harness.leaderboard.preference import ELO_SCALE
+from harness.leaderboard.stats import BOOTSTRAP_RESAMPLES
 from harness.leaderboard.table import Leaderboard
-from harness.leaderboard.text import fmt, model_labels, pct
+from harness.leaderboard.text import FACT_HEADERS, ci_label, fact, fmt, level_of, model_labels, pct
 from harness.metrics.base import ReadingNotes, output_directions
 
 NO_NOTES = ReadingNotes()
@@ -41,8 +42,11 @@ def main_blocks(lb: Leaderboard) -> list[Block]:
     # The main table shows one column per metric: multi-output metrics show their headline
     # (first) output there and every output in a table of their own below.
     image_metrics, more_outputs = split_outputs(lb, all_image)
+    h = lb.headline
+    if h.kind == "metric" and h.metric in all_image:  # the score that ranks the rows comes first
+        image_metrics = [h.metric] + [k for k in image_metrics if k != h.metric]
     set_metrics = [k for k, v in lb.metrics.items() if v.get("per") == "set" and k in t.columns]
-    blocks: list[Block] = [
+    blocks: list[Block] = headline_blocks(lb) + [
         ("h1", f"Leaderboard: {lb.suite}"),
         ("p", f"Run `{lb.run_id}` · suite `{lb.suite}` v{m.get('suite', {}).get('version', '?')} "
               f"({m.get('suite', {}).get('prompts', '?')} prompts) · {m.get('samples', '?')} sample(s) "
@@ -54,32 +58,47 @@ def main_blocks(lb: Leaderboard) -> list[Block]:
         blocks.append(("quote", f"**Untrained models** are marked †: {UNTRAINED_NOTE}."))
     if not len(t):
         return blocks
-    headers = ["#", "model", "images", "refusal rate", "latency p50 (s)", "latency p95 (s)",
-               "cost / image (USD)", "cost / 1,000 images (USD)"]
+    blocks += tag_winner_blocks(lb)
+    level = ci_label(level_of(lb))
+    own_column = h.kind in ("preference", "composite") and "headline" in t.columns
+    headers = ["#", "model"]
+    if own_column:
+        headers.append(f"{_headline_name(lb)} {'↑' if h.higher_is_better else '↓'} ({level})")
+    headers += ["images", "refusal rate", "latency p50 (s)", "latency p95 (s)",
+                "cost / image (USD)", "cost / 1,000 images (USD)"]
     for k in image_metrics:
-        headers.append(f"{k} {_arrow(lb, k)} (95% CI)")
+        headers.append(f"{k} {_arrow(lb, k)} ({level})")
     for k in set_metrics:
         headers.append(f"{k} {_arrow(lb, k)} (N)")
     rows = []
+    no_price = _no_price_reasons(lb)
     for i, r in t.iterrows():
         label = f"{r['label']}{' †' if r['untrained'] else ''}"
         images = f"{int(r['ok'])}/{int(r['planned'])}"
         if r["errors"] or r["pending"]:
             images += f" ({int(r['errors'])} errors, {int(r['pending'])} pending)"
-        row = [str(i + 1), label, images, pct(r["refusal_rate"]), fmt(r["latency_p50_s"]),
-               fmt(r["latency_p95_s"]), fmt(r["cost_per_image_usd"], 4),
-               fmt(r.get("cost_per_1000_usd", math.nan), 2)]
+        rank = str(r["rank_text"]) if "rank_text" in t.columns else str(i + 1)
+        row = [rank, label] + ([_headline_cell(r, h.kind)] if own_column else [])
+        row += [images, pct(r["refusal_rate"]), fmt(r["latency_p50_s"]),
+               fmt(r["latency_p95_s"]), _cost_cell(r["cost_per_image_usd"], 4, no_price.get(r["model"])),
+               _cost_cell(r.get("cost_per_1000_usd", math.nan), 2, no_price.get(r["model"]))]
         for k in image_metrics:
-            row.append(_ci_cell(r, k))
+            row.append(_ci_cell(r, k) + _metric_rank(r, k))
         for k in set_metrics:
             n = r.get(f"{k}_n")
-            row.append(f"{fmt(r[k])} (N={int(n) if n == n else '–'})")
+            row.append(f"{fmt(r[k])} (N={int(n) if n == n else '–'})" + _metric_rank(r, k))
         rows.append(row)
     blocks.append(("table", headers, rows))
+    blocks.append(("p", rank_note(lb)))
+    if _cost_note(no_price):
+        blocks.append(("p", _cost_note(no_price)))
     blocks += set_metric_notes(lb, set_metrics)
     if image_metrics:
-        blocks.append(("p", "95% CI: percentile bootstrap of the mean over images (2000 resamples, seeded); "
-                            "N is shown where fewer images have a value than were generated."))
+        blocks.append(("p", f"{level}: clustered percentile bootstrap of the mean (prompts resampled, then "
+                            "images within each prompt, so several images of one prompt are not counted "
+                            f"as independent; {BOOTSTRAP_RESAMPLES} resamples, seed "
+                            f"{lb.settings.get('seed', 0)}); N is shown where fewer images have a value "
+                            "than were generated."))
     for base, names in more_outputs.items():
         blocks += [("h2", f"{base}: every output"),
                    ("table", ["model"] + [f"{k.split('.', 1)[1]} {_arrow(lb, k)}" for k in names],
@@ -96,10 +115,87 @@ def main_blocks(lb: Leaderboard) -> list[Block]:
             tags = sorted(sub["tag"].unique())
             models = [m_ for m_ in t["model"] if m_ in set(sub["model"])]
             labels = dict(zip(t["model"], t["label"], strict=False))
-            blocks += [("h2", f"{metric} by tag"), ("p", "mean [95% CI] (N)"),
+            blocks += [("h2", f"{metric} by tag"), ("p", f"mean [{level}] (N); columns in headline order"),
                        ("table", ["tag"] + [labels[x] for x in models],
                         [[tag] + [cells.get((tag, x), "–") for x in models] for tag in tags])]
     return blocks
+
+
+def headline_blocks(lb: Leaderboard) -> list[Block]:
+    """The first line of every report: the winner by the declared headline, whether it is tied,
+    and why that score ranks the models."""
+    h = lb.headline
+    if not h.sentence:
+        return []
+    return [("p", f"{h.sentence} {h.why}".strip())]
+
+
+def tag_winner_blocks(lb: Leaderboard) -> list[Block]:
+    """"best for <tag>: X (tied with Y)" lines, what a reader choosing for one use case wants."""
+    tw = lb.tag_winners
+    if tw is None or not len(tw):
+        return []
+    h = lb.headline
+    what = {"preference": "human preference on each tag's votes",
+            "composite": "the composite of the per-image metrics on each tag's prompts"}.get(
+        h.kind, f"{h.label} on each tag's prompts, or the measure named where it has no values there")
+    if h.kind == "metric" and h.metric is not None and lb.metrics.get(h.metric, {}).get("per") == "set":
+        what = (f"the composite of the per-image metrics on each tag's prompts ({h.label} is one number "
+                "per set)")
+    return [("p", f"**Best for each use case** (by {what}; ties at {100 * h.ci:g}%):"),
+            ("list", [(0, line) for line in tw["line"]])]
+
+
+def rank_note(lb: Leaderboard) -> str:
+    """Under the main table: what the rows are ranked by and how to read "#"."""
+    h = lb.headline
+    if h.kind == "none":
+        return "Nothing ranks the models yet."
+    by = _headline_name(lb)
+    spread = ("ranges come from the preference bootstrap" if h.kind == "preference"
+              else "ranges come from the clustered bootstrap")
+    exact = (h.kind == "metric" and h.metric is not None and lb.metrics.get(h.metric, {}).get("per") == "set")
+    if exact:
+        spread = "a set metric has no interval, so its ranks are exact"
+    fixed = [k for k in h.metrics if lb.metrics.get(k, {}).get("per") == "set"]
+    if h.kind == "composite" and fixed:
+        spread += (f" ({', '.join(fixed)}: one number per set, no interval, so it enters every resample "
+                   "with its exact ranks)")
+    return (f"Rows are ranked by {by} ({'higher' if h.higher_is_better else 'lower'} is better), the "
+            f"declared headline (report.headline={h.requested}). # is each model's rank range: "
+            f"{spread}; a model is ahead of another only when the {100 * h.ci:g}% interval of their "
+            "difference excludes 0, so models shown with overlapping ranges (\"1–2\") are tied. "
+            + ("\"· #\" in a metric column is the model's rank range on that metric alone."
+               if lb.settings.get("metric_ranks") else "Other columns are not ranks."))
+
+
+def _headline_name(lb: Leaderboard) -> str:
+    h = lb.headline
+    if h.kind == "preference":
+        return "human preference (Elo-like Bradley–Terry rating)"
+    if h.kind == "composite":
+        return f"composite mean rank over {', '.join(h.metrics) or 'no metric'}"
+    return h.label
+
+
+def _metric_rank(r: Any, k: str) -> str:
+    """" · #1–2": the metric's own rank range, when report.metric_ranks asked for them."""
+    text = r.get(f"{k}_rank_text")
+    return f" · #{text}" if isinstance(text, str) and text != "–" else ""
+
+
+def _headline_cell(r: Any, kind: str) -> str:
+    digits = 0 if kind == "preference" else 2
+    lo, hi = r.get("headline_lo"), r.get("headline_hi")
+    ci = f" [{fmt(lo, digits)}, {fmt(hi, digits)}]" if lo == lo and lo is not None else ""
+    return f"{fmt(r.get('headline'), digits)}{ci}"
+
+
+def _resampled(st: dict[str, Any]) -> str:
+    return {"prompt": "over prompts (every vote on a drawn prompt)",
+            "rater": "over raters (every vote of a drawn rater)",
+            "prompt+rater": "over prompts and raters (drawn independently)"}.get(
+        str(st.get("cluster", "vote")), "over votes")
 
 
 def notes_blocks(lb: Leaderboard) -> list[Block]:
@@ -125,6 +221,7 @@ def preference_blocks(lb: Leaderboard) -> list[Block]:
     if pref.n_votes == 0:
         return blocks + [("p", f"No votes for this run yet{excluded}.")]
     st, tab = pref.settings, pref.table
+    level = ci_label(st["ci"])
     labels = model_labels(lb)
     anchor = (f"rating 1000 = {labels.get(st['baseline'], st['baseline'])}" if st.get("baseline")
               else "ratings average 1000")
@@ -133,18 +230,18 @@ def preference_blocks(lb: Leaderboard) -> list[Block]:
                         f"Bradley-Terry by maximum likelihood (a tie counts half a win each; \"both bad\" "
                         f"{'counts as a tie' if st['both_bad'] == 'tie' else 'is left out'}), on an "
                         f"Elo-like scale (400 points = 10:1 odds; {anchor}). "
-                        f"{_pct_level(st['ci'])} CI: percentile bootstrap over votes ({st['n_boot']} "
+                        f"{level}: percentile bootstrap {_resampled(st)} ({st['n_boot']} "
                         f"resamples, seed {st['seed']})."))
     rows = []
     for i, r in tab.iterrows():
-        rows.append([str(i + 1), labels.get(r["model"], r["model"]),
+        rows.append([str(r.get("rank_text", i + 1)), labels.get(r["model"], r["model"]),
                      f"{fmt(r['rating'], 0)} [{fmt(r['rating_lo'], 0)}, {fmt(r['rating_hi'], 0)}]",
                      f"{fmt(_clean(r['strength']))} [{fmt(_clean(r['strength_lo']))}, "
                      f"{fmt(_clean(r['strength_hi']))}]",
                      str(int(r["votes"])), f"{int(r['wins'])}/{int(r['losses'])}/{int(r['ties'])}/"
                      f"{int(r['both_bad'])}", pct(r["win_rate"]), r["reason"] or ""])
-    blocks.append(("table", ["#", "model", "rating (95% CI)", "log-strength (95% CI)", "votes",
-                             "won/lost/tie/both bad", "win rate", "note"], rows))
+    blocks.append(("table", ["# (by rating)", "model", f"rating ({level})", f"log-strength ({level})",
+                             "votes", "won/lost/tie/both bad", "win rate", "note"], rows))
     order = [m for m in tab["model"] if m in pref.win_rates.index]
     wr = pref.win_rates
     blocks += [("h3", "Win rates"),
@@ -219,8 +316,8 @@ def agreement_blocks(lb: Leaderboard) -> list[Block]:
         blocks += [("h3", "Which metric predicts the raters"),
                    ("p", "Share of decisive (left/right) votes where the metric, read in its own direction, "
                          "prefers the image the rater chose (a metric tie counts half; 50% is chance)."),
-                   ("table", ["metric", "direction", "agrees with raters (95% CI)", "votes", "metric ties",
-                              "note"],
+                   ("table", ["metric", "direction", f"agrees with raters ({ci_label(level_of(lb))})",
+                              "votes", "metric ties", "note"],
                     [[f"`{r['metric']}`", "↑" if r["higher_is_better"] else "↓",
                       f"{pct(r['agreement'])} [{pct(r['lo'])}, {pct(r['hi'])}]", str(r["n"]),
                       str(r["metric_ties"]), r["reason"]] for _, r in mt.iterrows()])]
@@ -232,10 +329,14 @@ def model_blocks(lb: Leaderboard) -> list[Block]:
     t = lb.models
     blocks: list[Block] = []
     if len(t):
+        facts = [k for k in FACT_HEADERS if k in t.columns]
         blocks += [("h2", "Models"),
-                   ("table", ["model", "config", "kind", "family", "notes"],
-                    [[r["label"], f"`{r['model']}`", r["kind"], r["family"] or "–",
-                      (UNTRAINED_NOTE if r["untrained"] else "")] for _, r in t.iterrows()])]
+                   ("table", ["model", "config", "kind", "family"] + [FACT_HEADERS[k] for k in facts]
+                    + ["untrained", "notes"],
+                    [[r["label"], f"`{r['model']}`", r["kind"], r["family"] or "–"]
+                     + [fact(r[k]) for k in facts]
+                     + ["yes" if r["untrained"] else "no", (UNTRAINED_NOTE if r["untrained"] else "")]
+                     for _, r in t.iterrows()])]
     if lb.metrics:
         items: list[tuple[int, str]] = []
         listed: set[str] = set()
@@ -282,6 +383,41 @@ def blocks_to_markdown(blocks: list[Block]) -> str:
 
 def render_markdown(lb: Leaderboard) -> str:
     return blocks_to_markdown(report_blocks(lb))
+
+
+_SELF_HOSTED = "no API price; its GPU time is priced by harness cost and the HTML's cost chart"
+
+
+def _no_price_reasons(lb: Leaderboard) -> dict[str, tuple[str, str]]:
+    """Per model with an empty cost cell, a short tag for the cell and the reason in full (a "–"
+    always says why). Self-hosted models have no API price: this table knows no GPU price."""
+    from harness.leaderboard.tradeoff import NO_PRICE, price_table
+
+    short = {NO_PRICE["refused"]: "all refused", NO_PRICE["gpu_unset"]: "self-hosted",
+             NO_PRICE["no_latency"]: "self-hosted", NO_PRICE["imported"]: "imported"}
+    out = {}
+    for _, p in price_table(lb, None).iterrows():
+        why = p["why"]
+        if not why:
+            continue
+        tag = short.get(why, "no price")
+        out[p["model"]] = (tag, _SELF_HOSTED if tag == "self-hosted" else why)
+    return out
+
+
+def _cost_cell(v: Any, digits: int, why: tuple[str, str] | None) -> str:
+    """A cost, or "– (short reason)"."""
+    text = fmt(v, digits)
+    return f"{text} ({why[0]})" if text == "–" and why else text
+
+
+def _cost_note(reasons: dict[str, tuple[str, str]]) -> str | None:
+    """The full reasons behind the cost cells' short tags, once each."""
+    seen: dict[str, str] = {}
+    for tag, why in reasons.values():
+        seen.setdefault(tag, why)
+    return ("Cost \"–\": " + "; ".join(f"{tag}: {why}" for tag, why in sorted(seen.items())) + "."
+            if seen else None)
 
 
 def _md_cell(c: str) -> str:

@@ -11,16 +11,19 @@ from typing import Any
 
 import pandas as pd
 
+from harness.leaderboard.cost import GpuPrice
 from harness.leaderboard.html import render_html
 from harness.leaderboard.render import render_markdown
 from harness.leaderboard.table import Leaderboard
 
 
-def write_report(lb: Leaderboard, out_dir: str | os.PathLike[str], *, html: bool = True) -> Path:
+def write_report(lb: Leaderboard, out_dir: str | os.PathLike[str], *, html: bool = True,
+                 gpu: GpuPrice | None = None) -> Path:
     """Write leaderboard.md, .csv, .json, .parquet and (unless ``html=False``) the self-contained
     leaderboard.html to <out_dir>/<suite>/<run>/, and point <out_dir>/<suite>/latest at it.
-    Returns the run's report folder. Nothing written depends on the clock: the same store gives
-    the same bytes."""
+    ``gpu``: the GPU price self-hosted models are priced at in the HTML's quality-against-price
+    chart (None: unpriced, said so). Returns the run's report folder. Nothing written depends on
+    the clock: the same store gives the same bytes."""
     suite_dir = Path(out_dir) / lb.suite
     run_dir = suite_dir / lb.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -29,6 +32,8 @@ def write_report(lb: Leaderboard, out_dir: str | os.PathLike[str], *, html: bool
     _write_atomic(run_dir / "leaderboard.csv", table.to_csv(index=False, float_format="%.6g"))
     doc = {
         "run_id": lb.run_id, "suite": lb.suite,
+        "headline": lb.headline.as_dict(),
+        "tag_winners": _records(lb.tag_winners),
         "samples": lb.run.manifest.get("samples"), "seed": lb.run.manifest.get("seed"),
         "metrics": lb.metrics,
         "models": _records(table),
@@ -50,7 +55,7 @@ def write_report(lb: Leaderboard, out_dir: str | os.PathLike[str], *, html: bool
     table.to_parquet(tmp, index=False)
     os.replace(tmp, run_dir / "leaderboard.parquet")
     if html:
-        _write_atomic(run_dir / "leaderboard.html", render_html(lb, run_dir))
+        _write_atomic(run_dir / "leaderboard.html", render_html(lb, run_dir, gpu=gpu))
     point_latest(suite_dir, lb.run_id)
     return run_dir
 
@@ -61,13 +66,30 @@ PREFERENCE_COLUMNS = {"rating": "pref_rating", "rating_lo": "pref_rating_lo", "r
 
 
 def models_with_preference(lb: Leaderboard) -> pd.DataFrame:
-    """The models table, plus the pref_* columns when the run has votes."""
+    """The models table, plus what ranks it (``headline_by``), the tags each model is best (or
+    tied best) for (``best_for``) and the pref_* columns when the run has votes."""
     table = lb.models.copy()
+    if len(table) and "headline" in table.columns:
+        table.insert(table.columns.get_loc("headline"), "headline_by", lb.headline.label)
+        table["best_for"] = [best_for(lb, m) for m in table["model"]]
     pref = lb.preference
     if pref is None or pref.n_votes == 0 or not len(table):
         return table
     p = pref.table.set_index("model")[list(PREFERENCE_COLUMNS)].rename(columns=PREFERENCE_COLUMNS)
     return table.merge(p, left_on="model", right_index=True, how="left")
+
+
+def best_for(lb: Leaderboard, model: str) -> str:
+    """The tags ``model`` wins, "; "-separated, "(tied)" where others share the win."""
+    tw = lb.tag_winners
+    if tw is None or not len(tw):
+        return ""
+    out = []
+    for _, r in tw.iterrows():
+        tied = list(r["tied_with"] or [])
+        if r["winner"] == model or model in tied:
+            out.append(r["tag_label"] + (" (tied)" if tied or r["winner"] != model else ""))
+    return "; ".join(out)
 
 
 def _preference_doc(lb: Leaderboard) -> dict[str, Any] | None:

@@ -11,9 +11,13 @@ import numpy as np
 import pandas as pd
 
 from harness.leaderboard.agreement import metric_agreement, rater_agreement
+from harness.leaderboard.gallery import gallery_rows
+from harness.leaderboard.headline import Headline
 from harness.leaderboard.preference import PreferenceSummary, summarise
+from harness.leaderboard.ranks import apply_headline, metric_replicates, tag_winners
 from harness.leaderboard.shortfall import Shortfall, shortfall
-from harness.leaderboard.stats import mean_ci
+from harness.leaderboard.stats import BOOTSTRAP_RESAMPLES, percentile_ci
+from harness.leaderboard.stats import mean_ci as mean_ci  # the plain (unclustered) interval, re-exported
 from harness.leaderboard.votes import excluded_vote_count, load_votes
 from harness.metrics.base import NOTES_KEY, ReadingNotes, output_directions, reading_notes, without_notes
 from harness.store import Store
@@ -44,8 +48,8 @@ class Leaderboard:
     """``raters``: Krippendorff's alpha dict; ``metrics``: per metric the share of decisive votes
     where it prefers the rater's image (:func:`harness.leaderboard.agreement.metric_agreement`)."""
     gallery: pd.DataFrame = field(default_factory=pd.DataFrame)
-    """One row per (gallery prompt, model): prompt_id, prompt, model, label, sample, key, status,
-    image_sha256, image_path, refusal_reason and scores (per-image metric -> value)."""
+    """One row per (gallery prompt, model), the prompts chosen to show differences; columns and
+    how they are chosen: :mod:`harness.leaderboard.gallery`."""
     excluded_votes: int = 0
     """Votes left out because their rater is marked excluded."""
     settings: dict[str, Any] = field(default_factory=dict)
@@ -56,6 +60,14 @@ class Leaderboard:
     """Models with fewer images than planned (failed or pending units), in table order, with
     why; none when every model has all its images. Each one's :meth:`Shortfall.line` is also
     in :attr:`notes`."""
+    headline: Headline = field(default_factory=lambda: Headline(kind="none", requested="auto",
+                                                                label="nothing", why=""))
+    """What ranks the models (``report.headline``), why, the winner and who it is tied with;
+    ``models`` is sorted by it and carries its score and rank range (see
+    :func:`harness.leaderboard.ranks.apply_headline`)."""
+    tag_winners: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """Per prompt tag, the best model by the headline and the models tied with it, with a
+    ready ``line`` (:func:`harness.leaderboard.ranks.tag_winners`)."""
 
     @property
     def suite(self) -> str:
@@ -64,6 +76,10 @@ class Leaderboard:
     @property
     def run_id(self) -> str:
         return self.run.run_id
+
+
+MODEL_FACTS = ("provider", "open_weights", "licence", "release_date", "parameters")
+"""Facts about each model from its config (None where unknown), shown beside the scores."""
 
 
 def _direction(stored_name: str, settings: dict[str, Any]) -> bool:
@@ -76,7 +92,9 @@ def _direction(stored_name: str, settings: dict[str, Any]) -> bool:
 
 def build_leaderboard(store: Store, run_id: str, *, ci: float = 0.95, baseline: str | None = None,
                       n_boot: int = 1000, seed: int = 0, both_bad: str = "tie", gallery_prompts: int = 4,
-                      include_excluded: bool = False) -> Leaderboard:
+                      include_excluded: bool = False, headline: str = "auto", min_votes: int = 30,
+                      primary_metric: str | None = None, metric_ranks: bool = False,
+                      preference_cluster: str = "prompt") -> Leaderboard:
     """Every table of a run's leaderboard, read from the store (deterministic for a given store).
 
     Args:
@@ -86,6 +104,14 @@ def build_leaderboard(store: Store, run_id: str, *, ci: float = 0.95, baseline: 
         both_bad: ``"tie"`` (a "both bad" vote counts as a tie) or ``"drop"``.
         gallery_prompts: prompts shown in the gallery (every model's image side by side).
         include_excluded: also count votes of raters marked excluded (normally left out).
+        headline: what ranks the models: ``auto``, ``preference``, ``composite`` or a stored
+            metric name (:mod:`harness.leaderboard.headline`).
+        min_votes: counted votes from which ``auto`` ranks by human preference.
+        primary_metric: the suite's declared primary metric; None takes the one recorded in the
+            run manifest (``suite.primary_metric`` of the run's config).
+        metric_ranks: add rank ranges for every metric column as well.
+        preference_cluster: what the preference bootstrap resamples: ``prompt`` (default),
+            ``rater``, ``prompt+rater`` or ``vote``.
     """
     if n_boot < 0 or gallery_prompts < 0:
         raise ValueError(f"n_boot={n_boot} and gallery_prompts={gallery_prompts} must be >= 0")
@@ -110,6 +136,7 @@ def build_leaderboard(store: Store, run_id: str, *, ci: float = 0.95, baseline: 
             "family": info.get("family", ""),
             "kind": info.get("kind", ""),
             "untrained": bool(info.get("untrained")),
+            **{k: info.get(k) for k in MODEL_FACTS},
             "planned": c.planned,
             "ok": c.ok,
             "refused": c.refused,
@@ -129,6 +156,11 @@ def build_leaderboard(store: Store, run_id: str, *, ci: float = 0.95, baseline: 
         row["cost_per_1000_usd"] = 1000.0 * row["cost_per_image_usd"]
         rows.append(row)
     table = pd.DataFrame(rows)
+    if len(table):
+        table = table.sort_values("model", kind="stable").reset_index(drop=True)
+    names = list(table["model"]) if len(table) else []
+    prompt_ids = sorted(prompts)
+    replicates: dict[str, np.ndarray] = {}
 
     tag_rows = []
     if len(scores):
@@ -140,15 +172,19 @@ def build_leaderboard(store: Store, run_id: str, *, ci: float = 0.95, baseline: 
             metric_info.setdefault(metric, {}).update(
                 settings=settings, per="image", higher_is_better=_direction(metric, settings))
             reading[metric] = metric_reading(metric, grp["settings"], described)
-            for model in table["model"] if len(table) else []:
-                vals = grp.loc[grp["model"] == model, "value"].dropna().to_numpy(dtype=float)
-                m, lo, hi = mean_ci(vals, ci)
-                idx = table.index[table["model"] == model][0]
-                cols = [metric, f"{metric}_lo", f"{metric}_hi", f"{metric}_n"]
-                table.loc[idx, cols] = [m, lo, hi, len(vals)]
+            if names:
+                # clustered by prompt: a prompt's images are not independent (samples > 1)
+                point, n_vals, reps = metric_replicates(grp, names, prompt_ids, seed=seed)
+                lo, hi = percentile_ci(reps, ci)
+                few = n_vals < 2
+                lo[few], hi[few] = np.nan, np.nan
+                table[metric], table[f"{metric}_lo"], table[f"{metric}_hi"] = point, lo, hi
+                table[f"{metric}_n"] = n_vals.astype(float)
+                replicates[metric] = reps
             for _, r in grp.iterrows():
                 for tag in prompts.get(r["prompt_id"], {}).get("tags", []):
-                    tag_rows.append({"metric": metric, "tag": tag, "model": r["model"], "value": r["value"]})
+                    tag_rows.append({"metric": metric, "tag": tag, "model": r["model"], "value": r["value"],
+                                     "prompt_id": r["prompt_id"]})
     # As for per-image metrics: a set metric recomputed with other settings shows its newest value.
     newest_set: dict[str, SetScore] = {}
     for s in sorted(set_scores, key=lambda s: s.created_at):
@@ -168,25 +204,24 @@ def build_leaderboard(store: Store, run_id: str, *, ci: float = 0.95, baseline: 
     by_tag = pd.DataFrame(tag_rows)
     if len(by_tag):
         cells = []
-        for (metric, tag, model), g in by_tag.dropna(subset=["value"]).groupby(
-                ["metric", "tag", "model"], sort=True):
-            vals = g["value"].to_numpy(dtype=float)
-            m_, lo, hi = mean_ci(vals, ci)
-            cells.append({"metric": metric, "tag": tag, "model": model, "value": m_, "lo": lo,
-                          "hi": hi, "n": len(vals)})
+        for (metric, tag), g in by_tag.dropna(subset=["value"]).groupby(["metric", "tag"], sort=True):
+            present = sorted(set(g["model"]))
+            point, n_vals, reps = metric_replicates(g, present, sorted(set(g["prompt_id"])), seed=seed)
+            lo, hi = percentile_ci(reps, ci)
+            for j, model in enumerate(present):
+                few = n_vals[j] < 2
+                cells.append({"metric": metric, "tag": tag, "model": model, "value": float(point[j]),
+                              "lo": math.nan if few else float(lo[j]),
+                              "hi": math.nan if few else float(hi[j]), "n": int(n_vals[j])})
         by_tag = pd.DataFrame(cells, columns=["metric", "tag", "model", "value", "lo", "hi", "n"])
-    sort_metric = next((m for m in metric_info if m in table.columns), None)
-    if sort_metric is not None:
-        asc = not metric_info[sort_metric].get("higher_is_better", True)
-        table = table.sort_values([sort_metric, "model"], ascending=[asc, True], na_position="last")
-    elif len(table):
-        table = table.sort_values("model")
-    table = table.reset_index(drop=True)
-
     votes = load_votes(store, run_id, include_excluded=include_excluded)
-    models = list(table["model"]) if len(table) else []
-    pref = summarise(votes, models=models, baseline=baseline, n_boot=n_boot, seed=seed, ci=ci,
-                     both_bad=both_bad)
+    pref = summarise(votes, models=names, baseline=baseline, n_boot=n_boot, seed=seed, ci=ci,
+                     both_bad=both_bad, cluster=preference_cluster)
+    if primary_metric is None:
+        primary_metric = ((run.manifest.get("config") or {}).get("suite") or {}).get("primary_metric")
+    head, table = apply_headline(table, metric_info, replicates, pref, requested=headline,
+                                 min_votes=min_votes, primary=primary_metric, suite=run.suite, ci=ci,
+                                 resamples=BOOTSTRAP_RESAMPLES, metric_ranks=metric_ranks)
     per_image = {k: bool(v["higher_is_better"]) for k, v in metric_info.items() if v.get("per") == "image"}
     key_scores = scores[["key", "metric", "value"]] if len(scores) else pd.DataFrame(
         columns=["key", "metric", "value"])
@@ -198,10 +233,16 @@ def build_leaderboard(store: Store, run_id: str, *, ci: float = 0.95, baseline: 
     lb = Leaderboard(
         run=run, models=table, by_tag=by_tag, metrics=metric_info, reading=reading, preference=pref,
         agreement=agreement,
-        gallery=_gallery(recs, key_scores, prompts, table, list(per_image), gallery_prompts, store),
+        gallery=gallery_rows(recs, key_scores, prompts, table, list(per_image), gallery_prompts, store,
+                             headline=head, votes=votes),
         excluded_votes=excluded,
         settings=dict(ci=ci, baseline=baseline, n_boot=n_boot, seed=seed, both_bad=both_bad,
-                      gallery_prompts=gallery_prompts, include_excluded=include_excluded),
+                      gallery_prompts=gallery_prompts, include_excluded=include_excluded, headline=headline,
+                      min_votes=min_votes, primary_metric=primary_metric, metric_ranks=metric_ranks,
+                      preference_cluster=preference_cluster),
+        headline=head,
+        tag_winners=tag_winners(head, table, scores, prompts, metric_info, votes, pref, ci=ci,
+                                resamples=BOOTSTRAP_RESAMPLES, seed=seed, n_boot=n_boot, both_bad=both_bad),
     )
     failed: dict[str, list[Any]] = {}
     for rec in records:
@@ -231,43 +272,6 @@ def metric_reading(metric: str, stored: Iterable[Mapping[str, Any]],
     if stored and NOTES_KEY in current and without_notes(current) == without_notes(stored[0]):
         return reading_notes(current)
     return ReadingNotes()
-
-
-GALLERY_COLUMNS = ["prompt_id", "prompt", "model", "label", "sample", "key", "status", "image_sha256",
-                   "image_path", "refusal_reason", "scores"]
-
-
-def _gallery(recs: pd.DataFrame, scores: pd.DataFrame, prompts: dict[str, dict[str, Any]],
-             table: pd.DataFrame, metrics: list[str], n_prompts: int, store: Store) -> pd.DataFrame:
-    """The first ``n_prompts`` prompts (by id) with, per model, its first ok image (else its first
-    record, e.g. a refusal) and that image's per-image scores."""
-    if not len(recs) or not len(table) or n_prompts == 0:
-        return pd.DataFrame(columns=GALLERY_COLUMNS)
-    chosen = sorted(set(recs["prompt_id"]))[:n_prompts]
-    values = (scores[scores["metric"].isin(metrics)].dropna(subset=["value"])
-              .groupby("key")[["metric", "value"]].apply(lambda g: dict(zip(g["metric"], g["value"],
-                                                                            strict=True)))
-              if len(scores) else pd.Series(dtype=object))
-    rows = []
-    for pid in chosen:
-        text = prompts.get(pid, {}).get("text", "")
-        for _, m in table.iterrows():
-            mine = recs[(recs["prompt_id"] == pid) & (recs["model"] == m["model"])]
-            if not len(mine):
-                rows.append(dict(prompt_id=pid, prompt=text, model=m["model"], label=m["label"], sample=None,
-                                 key=None, status="pending", image_sha256=None, image_path=None,
-                                 refusal_reason=None, scores={}))
-                continue
-            mine = mine.assign(_bad=mine["status"] != "ok").sort_values(["_bad", "sample"], kind="stable")
-            r = mine.iloc[0]
-            sha = r["image_sha256"] if isinstance(r["image_sha256"], str) else None
-            rows.append(dict(prompt_id=pid, prompt=text, model=m["model"], label=m["label"],
-                             sample=int(r["sample"]), key=r["key"], status=r["status"], image_sha256=sha,
-                             image_path=str(store.image_path(sha)) if sha else None,
-                             refusal_reason=r["refusal_reason"] if isinstance(r["refusal_reason"], str)
-                             else None,
-                             scores=dict(sorted(values.get(r["key"], {}).items()))))
-    return pd.DataFrame(rows, columns=GALLERY_COLUMNS)
 
 
 def missing_notes(lb: Leaderboard) -> list[str]:

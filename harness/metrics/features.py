@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,11 @@ log = logging.getLogger(__name__)
 INCEPTION_ENV = "HARNESS_FID_INCEPTION_WEIGHTS"
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
 RESIZE_FILTER = "bicubic"
+RESIZE_BY_MODE = {"clean": RESIZE_FILTER,
+                  "legacy_pytorch": "bilinear (torch interpolate, align_corners=False, float)",
+                  "legacy_tensorflow": "bilinear (TF1 resize_bilinear, align_corners=False, float)"}
+"""What each FID resize mode stores as the resize (``clean`` keeps the value stored before
+modes existed)."""
 
 
 class FeatureError(ConfigError):
@@ -111,6 +117,11 @@ class FeatureExtractor:
     when the device is not the CPU and the extractor takes tensors."""
     streams: int | None = None
     """CPU streams for :meth:`extract_all`; None = :meth:`cpu_streams` decides."""
+    resize_mode: str = "clean"
+    """How images reach :attr:`input_size` (:data:`harness.metrics.resize.RESIZE_MODES`):
+    ``clean`` = PIL bicubic to uint8 (the default); ``legacy_pytorch`` / ``legacy_tensorflow``
+    = the bilinear float resizes of pytorch-fid and of the TF FID code (see
+    :mod:`harness.metrics.resize`)."""
     stream_batch: int = 8
     """Images per batch in a CPU stream (at most :attr:`batch_size`): a convolutional network's
     activations for 8 images stay near the CPU's caches, where 32 spill to memory shared with
@@ -147,8 +158,23 @@ class FeatureExtractor:
         except (OSError, FeatureError) as e:
             # Described before scoring (run manifest); the error itself is raised at scoring.
             wid = f"unavailable: {e}"
-        return {"name": self.name, "label": self.label, "weights_id": wid,
-                "input_size": self.input_size, "dim": self.dim, "resize": RESIZE_FILTER}
+        d = {"name": self.name, "label": self.label, "weights_id": wid,
+             "input_size": self.input_size, "dim": self.dim, "resize": RESIZE_FILTER}
+        if self.resize_mode != "clean":
+            # Only the legacy modes add keys: the clean mode's identity (and every feature cached
+            # under it) stays what it was before modes existed.
+            d["resize"] = RESIZE_BY_MODE[self.resize_mode]
+            d["resize_mode"] = self.resize_mode
+        return d
+
+    def resize(self, img: Any) -> np.ndarray:
+        """An RGB PIL image resized to :attr:`input_size` as :attr:`resize_mode` says: uint8
+        (clean) or float32 on 0..255 (legacy modes); ``(size, size, 3)``."""
+        if self.resize_mode == "clean":
+            return resize_uint8(img, self.input_size)
+        from harness.metrics.resize import resize_for_mode
+
+        return resize_for_mode(np.asarray(img, dtype=np.uint8), self.input_size, self.resize_mode)
 
     # -- extraction ----------------------------------------------------------------------------
 
@@ -171,11 +197,12 @@ class FeatureExtractor:
 
     def extract(self, images: Sequence[Any]) -> np.ndarray:
         """Features of a batch of PIL images (any mode; converted to RGB): ``(n, dim)`` float32."""
-        arr = np.stack([resize_uint8(load_rgb(im)[0], self.input_size) for im in images])
+        arr = np.stack([self.resize(load_rgb(im)[0]) for im in images])
         return self.forward_uint8(arr)
 
     def forward_uint8(self, batch: np.ndarray) -> np.ndarray:
-        """Features of an already resized ``(n, size, size, 3)`` uint8 batch."""
+        """Features of an already resized ``(n, size, size, 3)`` batch: uint8, or float32 on
+        0..255 from a legacy resize mode."""
         self.load()
         with self._calls_lock:
             self.calls += 1
@@ -206,7 +233,7 @@ class FeatureExtractor:
             img, mode = load_rgb(s, name)
             if mode is not None and on_converted is not None:
                 on_converted(s, mode)
-            return resize_uint8(img, self.input_size)
+            return self.resize(img)
 
         def prep(chunk: Sequence[tuple[Any, str | None]]) -> np.ndarray:
             return np.stack([prep_one(item) for item in chunk])
@@ -243,6 +270,8 @@ class FeatureExtractor:
         return np.concatenate([self.forward_uint8(np.stack(b)) for b in batched(arrays, bs)])
 
     def _resizes_on_device(self) -> bool:
+        if self.resize_mode != "clean":
+            return False  # the device resize is the clean mode's PIL bicubic
         if self.resize_on_device is not None:
             return bool(self.resize_on_device) and self.torch_input
         return self.torch_input and self._device() != "cpu"
@@ -332,8 +361,8 @@ def build_extractor(name: str, **kwargs: Any) -> FeatureExtractor:
 
 
 def _torch_batch(batch: Any, device: str) -> Any:
-    """A uint8 NHWC batch (numpy, or a torch tensor already resized on the device) as float
-    NCHW in [0, 1], channels-last, on ``device``."""
+    """A NHWC batch on the 0..255 scale (uint8 or float32; numpy, or a torch tensor already
+    resized on the device) as float NCHW in [0, 1], channels-last, on ``device``."""
     import torch
 
     if not isinstance(batch, torch.Tensor):
@@ -472,7 +501,13 @@ class InceptionV3FID(FeatureExtractor):
         import torch
 
         with torch.inference_mode():
-            x = _torch_batch(batch, self._device()).mul_(2.0).sub_(1.0)
+            x = _torch_batch(batch, self._device())
+            if self.resize_mode == "legacy_tensorflow":
+                # The TF graph's own input scaling, (x - 128) / 128, not 2x - 1: what the TF FID
+                # code (and clean-fid's legacy_tensorflow) feed the network.
+                x = x.mul_(255.0).sub_(128.0).div_(128.0)
+            else:
+                x = x.mul_(2.0).sub_(1.0)
             f = self.model(x)
         return f.float().cpu().numpy()
 
@@ -552,6 +587,231 @@ class CLIPImage(FeatureExtractor):
             x = (_torch_batch(batch, self._device()) - self._mean) / self._std
             f = self.model.encode_image(x)
         return f.float().cpu().numpy()
+
+
+# -- transformers image towers (DINOv2, CLIP) ----------------------------------------------------
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+"""A Hugging Face hub id (``name`` or ``org/name``); anything else names a local folder."""
+
+
+def _hub_resolves() -> bool:
+    """Whether the hub's host name resolves: without network the download would spend about a
+    minute in retries before failing, so a failed lookup reports at once."""
+    import socket
+    from urllib.parse import urlparse
+
+    try:
+        from huggingface_hub import constants
+
+        host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    except Exception:  # an old or missing huggingface_hub: assume the public hub
+        host = "huggingface.co"
+    try:
+        socket.getaddrinfo(host, 443)
+        return True
+    except OSError:
+        return False
+
+
+class _HFImageTower(FeatureExtractor):
+    """A transformers vision model from a hub id, a ``save_pretrained`` folder or a ``zoo:``
+    name. Images get the shared preprocessing (PIL bicubic resize of the whole image to a square,
+    no crop), then the model's mean/std (its ``preprocessor_config.json`` when the folder has
+    one). Subclasses set the model class, defaults and :meth:`_embed`."""
+
+    torch_input = True
+    what: ClassVar[str] = ""
+    """How errors name the model ("DINOv2")."""
+    example: ClassVar[str] = ""
+    """A hub id errors suggest."""
+    default_mean: ClassVar[tuple[float, ...]] = IMAGENET_MEAN
+    default_std: ClassVar[tuple[float, ...]] = IMAGENET_STD
+    setting: str = "metrics.<name>.settings.weights"
+    """The setting that names the weights (set by the metric, so errors name the real key)."""
+
+    def __init__(self, *, weights: str | None = None, device: str | None = None) -> None:
+        super().__init__(weights=weights, device=device)
+        self._mean = self._std = None
+
+    def _folder(self) -> Path | None:
+        """The local folder the weights setting names, or None for a hub id."""
+        from harness.toyworld.paths import is_zoo, resolve_path
+
+        if not self.weights:
+            raise FeatureError(f"{self.what} features need weights: set {self.setting}= a hub id "
+                               f"({self.example}) or a folder saved with save_pretrained")
+        p = resolve_path(self.weights)
+        if p.is_dir():
+            return p
+        if is_zoo(self.weights) or not _HUB_ID.fullmatch(str(self.weights)):
+            raise FeatureError(f"{self.what} weights folder {p} not found ({self.setting}={self.weights}); "
+                               f"provide a folder saved with save_pretrained (config.json + "
+                               f"model.safetensors) or a hub id such as {self.example}")
+        return None
+
+    @property
+    def weights_id(self) -> str:
+        """``sha256:<hex>`` of a local folder's weight files, else ``hf:<hub id>``."""
+        if self._weights_id is None:
+            folder = self._folder()
+            if folder is None:
+                self._weights_id = f"hf:{self.weights}"
+            else:
+                from harness.metrics.clip_score import weights_sha256
+
+                try:
+                    self._weights_id = "sha256:" + weights_sha256(folder)
+                except ConfigError as e:
+                    raise FeatureError(f"{self.setting}: {e}") from None
+        return self._weights_id
+
+    def describe(self) -> dict[str, Any]:
+        # dim (and for some towers the input size) follow from the weights, known after loading.
+        d = {k: v for k, v in super().describe().items() if k != "dim"}
+        return d
+
+    def _model_class(self) -> Any:
+        raise NotImplementedError
+
+    def _load(self) -> Any:
+        import json
+
+        import torch
+
+        folder = self._folder()
+        src = str(folder) if folder is not None else str(self.weights)
+        cls = self._model_class()
+        try:
+            model = cls.from_pretrained(src, local_files_only=True)
+        except (OSError, ValueError) as e:
+            if folder is not None:
+                raise FeatureError(f"{self.what} weights folder {folder} can't be loaded ({self.setting}): "
+                                   f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+            offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+            if offline or not _hub_resolves():
+                raise FeatureError(self._offline_message(src)) from None
+            try:
+                model = cls.from_pretrained(src)
+            except Exception as e2:  # no network, unknown id, gated repository ...
+                raise FeatureError(self._offline_message(src) + f" ({type(e2).__name__}: "
+                                   f"{str(e2).splitlines()[0] if str(e2) else ''})") from None
+        mean, std = self.default_mean, self.default_std
+        if folder is not None and (folder / "preprocessor_config.json").is_file():
+            cfg = json.loads((folder / "preprocessor_config.json").read_text())
+            mean, std = tuple(cfg.get("image_mean", mean)), tuple(cfg.get("image_std", std))
+        dev = self._device()
+        self._mean = torch.tensor(mean, device=dev).view(1, 3, 1, 1)
+        self._std = torch.tensor(std, device=dev).view(1, 3, 1, 1)
+        self._configure(model)
+        return model.eval().to(dev)
+
+    def _offline_message(self, src: str) -> str:
+        return (f"{self.what} weights {src!r} ({self.setting}) are not in the local Hugging Face cache and "
+                f"the hub can't be reached: provide a local copy with {self.setting}=/path/to/folder "
+                f"(a folder saved with save_pretrained: config.json + model.safetensors, e.g. "
+                f"{self.example} downloaded on a machine with network), or run where the hub is reachable")
+
+    def _configure(self, model: Any) -> None:
+        """Learn the feature dimension (and input size) from the loaded model."""
+
+    def _embed(self, x: Any) -> Any:
+        raise NotImplementedError
+
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            x = (_torch_batch(batch, self._device()) - self._mean) / self._std
+            f = self._embed(x)
+        return f.float().cpu().numpy()
+
+
+@register("dinov2")
+class DINOv2(_HFImageTower):
+    """DINOv2 (transformers ``Dinov2Model``): the final layer-normed CLS token (``pooler_output``),
+    as FD-DINOv2 uses it (Stein et al., 2023, ViT-L/14: 1024-d). Inputs: 224 x 224, ImageNet
+    mean/std."""
+
+    label = "FD-DINOv2 (DINOv2 CLS features)"
+    what = "DINOv2"
+    example = "facebook/dinov2-large"
+    input_size = 224
+
+    def _model_class(self) -> Any:
+        from transformers import Dinov2Model
+
+        return Dinov2Model
+
+    def _configure(self, model: Any) -> None:
+        self.dim = int(model.config.hidden_size)
+
+    def _embed(self, x: Any) -> Any:
+        return self.model(pixel_values=x).pooler_output
+
+
+@register("clip_hf")
+class CLIPImageHF(_HFImageTower):
+    """A transformers CLIP image tower (``CLIPModel``, e.g. the toy CLIP ``zoo:toy-clip``, or a hub
+    id such as openai/clip-vit-large-patch14-336 as CMMD uses): the projected image embeddings,
+    not L2-normalised (metrics that need unit vectors normalise them). Inputs: the model's own
+    image size, its preprocessor's mean/std (else OpenAI's)."""
+
+    label = "FD-CLIP (CLIP image embeddings, transformers)"
+    what = "CLIP"
+    example = "openai/clip-vit-large-patch14-336"
+    default_mean = OPENAI_CLIP_MEAN
+    default_std = OPENAI_CLIP_STD
+
+    def __init__(self, *, weights: str | None = None, device: str | None = None) -> None:
+        super().__init__(weights=weights, device=device)
+        self.input_size = 224
+        folder = None
+        try:
+            folder = self._folder() if weights else None
+        except FeatureError:
+            pass  # reported when the weights are needed
+        if folder is not None and (folder / "config.json").is_file():
+            import json
+
+            # The input size is part of the identity: read it from the config without loading.
+            cfg = json.loads((folder / "config.json").read_text())
+            self.input_size = int((cfg.get("vision_config") or {}).get("image_size", 224))
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        if self._folder_or_none() is None:
+            d.pop("input_size", None)  # a hub model's size is known only once loaded
+        return d
+
+    def _folder_or_none(self) -> Path | None:
+        try:
+            return self._folder()
+        except FeatureError:
+            return None
+
+    def _model_class(self) -> Any:
+        from transformers import CLIPModel
+
+        return CLIPModel
+
+    def _configure(self, model: Any) -> None:
+        self.dim = int(model.config.projection_dim)
+        self.input_size = int(model.config.vision_config.image_size)
+
+    def _embed(self, x: Any) -> Any:
+        import torch
+
+        out = self.model.get_image_features(pixel_values=x)
+        # transformers 5 returns an output object whose pooler_output is the projection.
+        return out if isinstance(out, torch.Tensor) else out.pooler_output
 
 
 def _load_state_dict(path: Path) -> dict[str, Any]:

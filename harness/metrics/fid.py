@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, did_you_mean
 from harness.metrics.base import Metric, ReadingNotes, ScoreInput
 from harness.metrics.features import (
     RESIZE_FILTER,
@@ -33,9 +33,18 @@ from harness.metrics.features import (
     build_extractor,
     file_sha256,
 )
+from harness.metrics.resize import RESIZE_MODES
 from harness.toyworld.paths import resolve_path
 from harness.types import canonical_json, sha256_hex
 
+MODE_NOTES = {
+    "clean": " (clean-fid's default mode; compare only with FIDs made in mode clean)",
+    "legacy_pytorch": " (pytorch-fid's resize; compare only with pytorch-fid numbers)",
+    "legacy_tensorflow": (" (the TF FID code's resize; compare only with TF FID / clean-fid "
+                          "legacy_tensorflow numbers)"),
+}
+"""Which published numbers a FID in each mode may be compared with (with the Inception-v3
+features and a reference made the same way)."""
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 FEW_IMAGES = 2000
 """Below this many images per set, reports warn that FID is unreliable."""
@@ -285,6 +294,7 @@ class FID(Metric):
     outputs = {"fid": False, "kid": False}
     defaults = {
         "features": "efficientnet_lite0",
+        "mode": "clean",
         "weights": None,
         "clip_model": "ViT-B-32",
         "reference": None,
@@ -296,7 +306,10 @@ class FID(Metric):
         "batch_size": 32,
         "cpu_streams": "auto",
     }
-    """features: extractor name (efficientnet_lite0, inception, clip); weights: weights file (or
+    """features: extractor name (efficientnet_lite0, inception, clip, dinov2, clip_hf); mode:
+    how images are resized to the extractor's input (clean-fid's modes: ``clean`` = PIL bicubic,
+    ``legacy_pytorch`` = pytorch-fid's bilinear inside the network, ``legacy_tensorflow`` = the TF
+    FID code's TF1 bilinear); weights: weights file (or
     open_clip tag) when the extractor needs one; clip_model: open_clip model name or config JSON
     (features=clip only); reference: folder, .npz, ``suite`` or None; kid_*: KID subsets.
     device (auto: cuda, else cpu), batch_size (images per forward pass) and cpu_streams (batches
@@ -309,8 +322,15 @@ class FID(Metric):
         device = None if s["device"] in (None, "auto") else str(s["device"])
         kwargs: dict[str, Any] = {"weights": s["weights"], "device": device}
         if s["features"] == "clip":
-            kwargs["clip_model"] = s["clip_model"]
+            kwargs["clip_model"] = s.get("clip_model", "ViT-B-32")
         self.extractor: FeatureExtractor = build_extractor(s["features"], **kwargs)
+        if hasattr(self.extractor, "setting"):
+            self.extractor.setting = f"metrics.{name}.settings.weights"
+        if s["mode"] not in RESIZE_MODES:
+            raise ConfigError(f"metrics.{name}.settings.mode: unknown FID mode {s['mode']!r}."
+                              + did_you_mean(str(s["mode"]), list(RESIZE_MODES))
+                              + f" Known: {', '.join(RESIZE_MODES)} (as clean-fid names them).")
+        self.extractor.resize_mode = str(s["mode"])
         for key in ("batch_size", "cpu_streams"):
             v = s[key]
             if key == "cpu_streams" and v in (None, "auto"):
@@ -329,7 +349,7 @@ class FID(Metric):
     def identity(self) -> dict[str, Any]:
         d = super().identity()
         fx = self.extractor.describe()
-        d.update(features=fx["name"], label=fx["label"], extractor=fx, resize=RESIZE_FILTER,
+        d.update(features=fx["name"], label=fx["label"], extractor=fx, resize=fx.get("resize", RESIZE_FILTER),
                  image_size=fx.get("input_size"))
         # The reference's content changes the number, so it is part of the settings hash: a
         # changed folder is rescored. Unreadable references are reported at scoring time.
@@ -338,6 +358,15 @@ class FID(Metric):
         except FeatureError:
             d["reference_sha256"] = None
         return d
+
+    def settings_hash(self) -> str:
+        """As :meth:`Metric.settings_hash`, except that ``mode: clean`` is left out of the hash
+        (it is still stored with every value): values stored before modes existed were made in
+        the clean mode, and stay valid instead of being recomputed."""
+        d = self.identity()
+        if d.get("mode") == "clean":
+            del d["mode"]
+        return sha256_hex(canonical_json(d))[:16]
 
     FEW_IMAGES = 2000
     """Below this many images per model FID is biased upward and noisy (KID is not biased)."""
@@ -348,13 +377,15 @@ class FID(Metric):
         return ReadingNotes(
             table_title="FID / KID",
             table_note=(f"{identity.get('label') or 'FID'}; features `{identity.get('features', '?')}`, "
-                        f"{identity.get('resize', '?')} resize to {identity.get('image_size', '?')} px."),
+                        f"mode `{identity.get('mode', 'clean')}`: {identity.get('resize', '?')} resize to "
+                        f"{identity.get('image_size', '?')} px"
+                        + MODE_NOTES.get(str(identity.get('mode', 'clean')), "") + "."),
             min_images=self.FEW_IMAGES,
             few_images=("FID rests on N={n} images (< {min_images:,}): biased upward and noisy; "
                         "compare KID = {kid} (unbiased)."))
 
     def _reference_hash(self) -> str | None:
-        ref = self.settings["reference"]
+        ref = self.settings.get("reference")
         if ref is None or ref == "suite":
             return None
         p = resolve_path(ref)
@@ -471,7 +502,8 @@ class FID(Metric):
             return none, {"label": label, "n": len(items), "skipped": str(e)}
         mu, sigma = feature_stats(feats)
         fid = frechet_distance(mu, sigma, ref.mu, ref.sigma, feats1=feats)
-        extra: dict[str, Any] = {"label": label, "n": len(items), "features_cached": n_cached,
+        extra: dict[str, Any] = {"label": label, "mode": s["mode"], "n": len(items),
+                                 "features_cached": n_cached,
                                  "n_reference": ref.n,
                                  "reference": ref.source, "reference_sha256": ref.sha256,
                                  "reference_cached": ref.cached, "notes": list(ref.notes)}

@@ -28,7 +28,14 @@ from typing import Any
 
 from harness.errors import ConfigError, did_you_mean
 from harness.metrics.base import Metric, ReadingNotes, ScoreInput, as_rgb
-from harness.metrics.text import normalize, quoted_spans, text_scores
+from harness.metrics.text import (
+    PUNCTUATION_MODES,
+    mario_corpus,
+    mario_image_scores,
+    normalize,
+    quoted_spans,
+    text_scores,
+)
 
 log = logging.getLogger(__name__)
 
@@ -125,11 +132,27 @@ ENGINES = {"rapidocr": _RapidOCR, "tesseract": _Tesseract}
 
 # -- the metric ----------------------------------------------------------------------------
 
+
+def normalisation_words(identity: Mapping[str, Any]) -> str:
+    """The stored normalisation in words, for reading notes."""
+    parts = [k for k in ("casefold", "collapse_whitespace") if identity.get(k)]
+    if "punctuation" in identity:
+        mode = identity["punctuation"]
+        kept = identity.get("keep_symbols") or ""
+        if mode == "separate":
+            parts.append("punctuation -> word breaks" + (f" (keeping {kept})" if kept else ""))
+        elif mode == "drop":
+            parts.append("punctuation dropped" + (f" (keeping {kept})" if kept else ""))
+    elif identity.get("strip_punctuation"):  # values stored before the punctuation setting
+        parts.append("strip_punctuation")
+    return ", ".join(parts)
+
+
 class OCRScore(Metric):
     kind = "ocr"
     higher_is_better = True
     per = "image"
-    version = "1"
+    version = "2"
     outputs = OUTPUTS
     defaults = {
         "engine": "rapidocr",
@@ -138,16 +161,18 @@ class OCRScore(Metric):
         "min_confidence": 0.5,
         "casefold": True,
         "collapse_whitespace": True,
-        "strip_punctuation": True,
+        "punctuation": "separate",
+        "keep_symbols": "%$+#&@",
         # Runtime only: they don't change the number, so describe() leaves them out.
         "batch_size": 16,
         "workers": 2,
     }
     """engine: rapidocr | tesseract. min_side: images whose shorter side is smaller are
     upscaled to it first (0: never). upscale_filter: PIL filter name. min_confidence: detected
-    lines below this engine confidence are dropped. The three booleans: normalisation applied to
-    both strings before comparing. batch_size (images per call) and workers (decoding threads)
-    don't change the number."""
+    lines below this engine confidence are dropped. casefold, collapse_whitespace, punctuation
+    (separate | drop | keep) and keep_symbols: the normalisation applied to both strings before
+    comparing (:func:`harness.metrics.text.normalize`). batch_size (images per call) and workers
+    (decoding threads) don't change the number."""
     runtime = ("batch_size", "workers")
 
     def __init__(self, *, name: str, settings: dict[str, Any] | None = None) -> None:
@@ -166,9 +191,16 @@ class OCRScore(Metric):
         if not isinstance(s["min_side"], int) or s["min_side"] < 0:
             raise ConfigError(f"metrics.{name}.settings.min_side: must be an integer >= 0, got "
                               f"{s['min_side']!r}.")
-        for k in ("casefold", "collapse_whitespace", "strip_punctuation"):
+        for k in ("casefold", "collapse_whitespace"):
             if not isinstance(s[k], bool):
                 raise ConfigError(f"metrics.{name}.settings.{k}: must be true or false, got {s[k]!r}.")
+        if s["punctuation"] not in PUNCTUATION_MODES:
+            raise ConfigError(f"metrics.{name}.settings.punctuation: must be one of "
+                              f"{', '.join(PUNCTUATION_MODES)}, got {s['punctuation']!r}."
+                              + did_you_mean(str(s["punctuation"]), list(PUNCTUATION_MODES)))
+        if not isinstance(s["keep_symbols"], str):
+            raise ConfigError(f"metrics.{name}.settings.keep_symbols: must be a string of characters "
+                              f"(e.g. \"%$+#&@\"), got {s['keep_symbols']!r}.")
         self.engine = ENGINES[s["engine"]]()
         self.batch_size = int(s["batch_size"])
         self.workers = max(1, int(s["workers"]))
@@ -183,8 +215,7 @@ class OCRScore(Metric):
 
     def how_to_read(self, identity: Mapping[str, Any]) -> ReadingNotes:
         """Per output: what it measures, then which engine read the text and how it was normalised."""
-        norm = ", ".join(k for k in ("casefold", "collapse_whitespace", "strip_punctuation")
-                         if identity.get(k))
+        norm = normalisation_words(identity)
         how = (f"read by {identity.get('engine_version') or identity.get('engine')} after upscaling "
                f"to {identity.get('min_side')} px, normalised: {norm or 'none'}; prompts without "
                "target text don't count.")
@@ -193,7 +224,7 @@ class OCRScore(Metric):
     def normalize(self, text: str) -> str:
         s = self.settings
         return normalize(text, casefold=s["casefold"], collapse_whitespace=s["collapse_whitespace"],
-                         strip_punctuation=s["strip_punctuation"])
+                         punctuation=s["punctuation"], keep_symbols=s["keep_symbols"])
 
     def prepare(self, image: Any):
         """RGB, upscaled so that its shorter side is at least ``min_side``."""
@@ -253,3 +284,56 @@ class OCRScore(Metric):
                 out.append((values, {"read": read, "target": target, "target_from": source,
                                      "ocr_size": list(size)}))
         return out
+
+
+MARIO_OUTPUTS = {"accuracy": True, "precision": True, "recall": True, "f1": True}
+MARIO_MEANINGS = {
+    "accuracy": "share of images whose words read equal the target's in any order (MARIO-Eval, 0-1)",
+    "precision": "mean over images of the share of words read that are target words (0-1)",
+    "recall": "mean over images of the share of target words that were read (0-1)",
+    "f1": "2PR / (P + R) of the mean precision and recall: corpus level, as MARIO-Eval (0-1)",
+}
+
+
+class MarioOCR(OCRScore):
+    """OCR scored with MARIO-Eval's definitions (TextDiffuser, Chen et al. 2023), one value per
+    model: order-free accuracy, mean word precision and recall, and F1 of those means
+    (:func:`harness.metrics.text.mario_corpus`). The text is read as by :class:`OCRScore` (same
+    engine, upscale and confidence settings); words are the whitespace-split words of the
+    normalised text (MARIO's detector returns one word per line; rapidocr returns lines, split
+    here into words). MARIO normalises by lower-casing only: the defaults keep punctuation."""
+
+    kind = "ocr_mario"
+    per = "set"
+    version = "1"
+    outputs = MARIO_OUTPUTS
+    defaults = {**OCRScore.defaults, "punctuation": "keep"}
+
+    def how_to_read(self, identity: Mapping[str, Any]) -> ReadingNotes:
+        """Per output: MARIO-Eval's definition, the engine and the normalisation."""
+        how = (f"read by {identity.get('engine_version') or identity.get('engine')} after upscaling "
+               f"to {identity.get('min_side')} px, normalised: {normalisation_words(identity) or 'none'}; "
+               "prompts without target text don't count.")
+        return ReadingNotes(table_title="OCR, MARIO-Eval definitions",
+                            lines={o: f"{MARIO_MEANINGS[o]}; {how}" for o in self.outputs})
+
+    def score_set(self, items: Sequence[ScoreInput]) -> tuple[dict[str, float | None], dict[str, Any]]:
+        per_image: list[dict[str, float]] = []
+        skipped: dict[str, int] = {}
+        misses: list[dict[str, str]] = []
+        for i in range(0, len(items), self.batch_size):
+            for _value, extra in OCRScore.score_images(self, items[i : i + self.batch_size]):
+                if "read" not in extra:
+                    reason = str(extra.get("skipped", "not scored")).split(":")[0]
+                    skipped[reason] = skipped.get(reason, 0) + 1
+                    continue
+                scores = mario_image_scores(self.normalize(extra["read"]), self.normalize(extra["target"]))
+                per_image.append(scores)
+                if not scores["accuracy"] and len(misses) < 5:
+                    misses.append({"read": extra["read"], "target": extra["target"]})
+        out = mario_corpus(per_image)
+        extra_out: dict[str, Any] = {"n": len(items), "n_scored": len(per_image), "skips": skipped,
+                                     "examples_wrong": misses}
+        if not per_image:
+            extra_out["skipped"] = "no image had target text and a readable file"
+        return out, extra_out

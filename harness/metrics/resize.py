@@ -121,3 +121,73 @@ def chunk_for(h: int, w: int, size: int, budget_bytes: int = 1 << 30) -> int:
     """Images per :func:`resize_bicubic` call that keep its float64 buffers under the budget."""
     per_image = 8 * 3 * (h * w + h * size + size * size) * 2
     return max(1, math.floor(budget_bytes / per_image))
+
+
+# -- the legacy FID resizes (clean-fid's modes) -----------------------------------------------------
+#
+# Published FID numbers come from three pipelines that resize differently (Parmar et al., "On
+# Aliased Resizing and Surprising Subtleties in GAN Evaluation", 2022, the clean-fid paper):
+#
+# - clean: PIL bicubic on the uint8 image (with its antialiasing support), then quantised back
+#   to uint8: :func:`resize_bicubic` above, or PIL itself on the CPU.
+# - legacy_pytorch: pytorch-fid feeds the full-size image, scaled to [0, 1] floats, to the
+#   network, which resizes with ``F.interpolate(mode="bilinear", align_corners=False)``: half-pixel
+#   centres, the two nearest source pixels only (no antialiasing when shrinking), no quantisation.
+# - legacy_tensorflow: the original TF FID code resizes inside the TF graph with TF1's
+#   ``resize_bilinear`` (align_corners=False, half_pixel_centers=False): source coordinate
+#   ``j * in / out``, neighbours clamped at the last pixel, no antialiasing, no quantisation.
+#
+# Both legacy resizes return float32 pixels on the 0..255 scale (what the network sees, before
+# its own normalisation).
+
+RESIZE_MODES = ("clean", "legacy_pytorch", "legacy_tensorflow")
+"""FID resize modes, named as clean-fid names them."""
+
+
+def resize_legacy_pytorch(image: np.ndarray, size: int) -> np.ndarray:
+    """pytorch-fid's resize: ``(H, W, C)`` uint8 -> ``(size, size, C)`` float32 on 0..255, by
+    ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False)`` in float32."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)[None]
+    y = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return y[0].permute(1, 2, 0).contiguous().numpy()
+
+
+def _tf1_axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """TF1 ``resize_bilinear`` sampling along one axis: (lower index, upper index, weight of the
+    upper) for each output pixel; source coordinate ``j * n_in / n_out``."""
+    src = np.arange(n_out, dtype=np.float64) * (n_in / n_out)
+    lo = np.floor(src).astype(np.int64)
+    hi = np.minimum(lo + 1, n_in - 1)
+    return np.minimum(lo, n_in - 1), hi, (src - lo).astype(np.float32)
+
+
+def resize_legacy_tensorflow(image: np.ndarray, size: int) -> np.ndarray:
+    """TF1 ``tf.image.resize_bilinear(align_corners=False)``, the original TF FID code's resize:
+    ``(H, W, C)`` uint8 -> ``(size, size, C)`` float32 on 0..255 (interpolated in float32)."""
+    x = np.asarray(image, dtype=np.float32)
+    h, w = x.shape[:2]
+    y0, y1, wy = _tf1_axis(h, size)
+    x0, x1, wx = _tf1_axis(w, size)
+    top = x[y0] + (x[y1] - x[y0]) * wy[:, None, None]
+    out = top[:, x0] + (top[:, x1] - top[:, x0]) * wx[None, :, None]
+    return out.astype(np.float32, copy=False)
+
+
+def resize_for_mode(image: np.ndarray, size: int, mode: str) -> np.ndarray:
+    """Resize an ``(H, W, 3)`` uint8 image as FID mode ``mode`` does: uint8 for ``clean`` (PIL
+    bicubic), float32 on 0..255 for the legacy modes."""
+    if mode == "clean":
+        from PIL import Image
+
+        if image.shape[:2] == (size, size):
+            return np.asarray(image, dtype=np.uint8)
+        img = Image.fromarray(np.asarray(image, dtype=np.uint8))
+        return np.asarray(img.resize((size, size), Image.BICUBIC))
+    if mode == "legacy_pytorch":
+        return resize_legacy_pytorch(image, size)
+    if mode == "legacy_tensorflow":
+        return resize_legacy_tensorflow(image, size)
+    raise ValueError(f"unknown resize mode {mode!r}; known: {', '.join(RESIZE_MODES)}")

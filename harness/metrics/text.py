@@ -26,19 +26,57 @@ _QUOTES = [
 ]
 
 
+PUNCTUATION_MODES = ("separate", "drop", "keep")
+"""What :func:`normalize` does with punctuation and symbols: ``separate`` turns each into a word
+break, ``drop`` deletes it (the old behaviour: "hello,world" became one word), ``keep`` leaves it."""
+KEEP_SYMBOLS = "%$+#&@"
+"""Symbols that carry meaning on signs and labels ("50%", "$5", "C++", "#1", "R&D", "@home"):
+kept by default whatever the punctuation mode."""
+_APOSTROPHES = "'\u2019\u02bc"
+_NUMBER_JOINERS = ".,:"
+
+
 def normalize(text: str, *, casefold: bool = True, collapse_whitespace: bool = True,
-              strip_punctuation: bool = True) -> str:
+              punctuation: str = "separate", keep_symbols: str = KEEP_SYMBOLS,
+              strip_punctuation: bool | None = None) -> str:
     """Normalise ``text`` for comparison (NFC first, always).
 
     Args:
         casefold: compare case-insensitively (``str.casefold``).
         collapse_whitespace: runs of whitespace (line breaks included) become one space; ends
             are stripped.
-        strip_punctuation: drop Unicode punctuation and symbols (categories P* and S*).
+        punctuation: what happens to Unicode punctuation and symbols (categories P* and S*) that
+            are not in ``keep_symbols``: ``separate`` (default) makes each a word break, so
+            "hello,world" reads as "hello world"; an apostrophe inside a word is dropped
+            ("don't" -> "dont") and ``.``, ``,``, ``:`` between two digits stay ("3.50", "12:30",
+            "1,000"). ``drop`` deletes them; ``keep`` leaves them.
+        keep_symbols: characters never touched (default ``%$+#&@``: "C++ $5" stays distinct
+            from "C $5", "50%" from "50"). Letters, digits and marks are always kept.
+        strip_punctuation: the former flag, for callers that still pass it: True = ``drop`` with
+            nothing kept (the old normalisation), False = ``keep``.
     """
+    if strip_punctuation is not None:
+        punctuation, keep_symbols = ("drop", "") if strip_punctuation else ("keep", keep_symbols)
+    if punctuation not in PUNCTUATION_MODES:
+        raise ValueError(f"punctuation must be one of {', '.join(PUNCTUATION_MODES)}, got {punctuation!r}")
     t = unicodedata.normalize("NFC", text)
-    if strip_punctuation:
-        t = "".join(ch for ch in t if unicodedata.category(ch)[0] not in "PS")
+    if punctuation != "keep":
+        out = []
+        for i, ch in enumerate(t):
+            if ch in keep_symbols or unicodedata.category(ch)[0] not in "PS":
+                out.append(ch)
+                continue
+            if punctuation == "drop":
+                continue
+            before = t[i - 1] if i else ""
+            after = t[i + 1] if i + 1 < len(t) else ""
+            if ch in _APOSTROPHES and before.isalnum() and after.isalnum():
+                continue  # don't -> dont
+            if ch in _NUMBER_JOINERS and before.isdigit() and after.isdigit():
+                out.append(ch)  # 3.50, 12:30, 1,000
+                continue
+            out.append(" ")
+        t = "".join(out)
     if casefold:
         t = t.casefold()
     if collapse_whitespace:
@@ -104,3 +142,31 @@ def quoted_spans(prompt: str) -> list[str]:
             taken.append((m.start(), m.end()))
             found.append((m.start(), m.group(1).strip()))
     return [s for _, s in sorted(found) if s]
+
+
+def mario_image_scores(pred: str, target: str) -> dict[str, float]:
+    """MARIO-Eval's per-image numbers (TextDiffuser, Chen et al. 2023) for normalised strings,
+    over whitespace-split words: precision = matched / words read, recall = matched / target
+    words (multiset matching, each target word used once; 0 when a side is empty) and accuracy =
+    1 when the sorted words, concatenated, are equal (order-free: "paint wet" reads as "wet
+    paint"). MARIO divides by ``n + 1e-8``; exact division here differs by under 1e-8."""
+    p, t = Counter(pred.split()), Counter(target.split())
+    n_p, n_t = sum(p.values()), sum(t.values())
+    hit = sum((p & t).values())
+    return {
+        "precision": hit / n_p if n_p else 0.0,
+        "recall": hit / n_t if n_t else 0.0,
+        "accuracy": float("".join(sorted(pred.split())) == "".join(sorted(target.split()))),
+    }
+
+
+def mario_corpus(per_image: Sequence[dict[str, float]]) -> dict[str, float | None]:
+    """MARIO-Eval's corpus-level numbers: the mean precision P, recall R and accuracy over the
+    images, and F1 = 2PR / (P + R) of those means (not the mean of per-image F1s)."""
+    if not per_image:
+        return {"accuracy": None, "precision": None, "recall": None, "f1": None}
+    n = len(per_image)
+    prec = sum(d["precision"] for d in per_image) / n
+    rec = sum(d["recall"] for d in per_image) / n
+    return {"accuracy": sum(d["accuracy"] for d in per_image) / n, "precision": prec, "recall": rec,
+            "f1": 2 * prec * rec / (prec + rec) if prec + rec else 0.0}

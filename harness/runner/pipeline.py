@@ -115,11 +115,12 @@ def generate(store: Store, plan: Plan, executor: Any | None = None, *, retry_err
     return stats
 
 
-def report(store: Store, run_id: str, settings: Any = None) -> Path:
+def report(store: Store, run_id: str, settings: Any = None, cost: Any = None) -> Path:
     """Build the run's leaderboard from the store and write every report file.
 
     ``settings`` is the ``report`` config section (``ReportConfig`` or anything with its
-    attributes); missing attributes take the defaults. Returns reports/<suite>/<run>/.
+    attributes); missing attributes take the defaults. ``cost`` is the ``cost`` section (its GPU
+    price prices self-hosted models in the HTML; None: the defaults). Returns reports/<suite>/<run>/.
     """
     from harness.config import ReportConfig
     from harness.leaderboard import build_leaderboard, write_report
@@ -132,8 +133,15 @@ def report(store: Store, run_id: str, settings: Any = None) -> Path:
     lb = build_leaderboard(store, run_id, ci=float(get("ci")), baseline=get("baseline"),
                            n_boot=int(get("bootstrap")), seed=int(get("seed")), both_bad=str(get("both_bad")),
                            gallery_prompts=int(get("gallery_prompts")),
-                           include_excluded=bool(get("include_excluded_raters")))
-    return write_report(lb, get("dir"), html=bool(get("html")))
+                           include_excluded=bool(get("include_excluded_raters")),
+                           headline=str(get("headline")), min_votes=int(get("min_votes")),
+                           metric_ranks=bool(get("metric_ranks")),
+                           preference_cluster=str(get("preference_cluster")))
+    from harness.config import CostConfig
+    from harness.leaderboard.tradeoff import gpu_price
+
+    return write_report(lb, get("dir"), html=bool(get("html")),
+                        gpu=gpu_price(cost if cost is not None else CostConfig()))
 
 
 COMMAND_STAGES = {
@@ -193,7 +201,14 @@ def run(command: str, store: Store, run_id: str, *, plan: Plan | None = None,
         log.info("%s: run %s, suite %s (%d prompts) x %d model(s) x %d sample(s) = %d units",
                  command, run_id, plan.suite.name, len(plan.suite.prompts), len(plan.generators),
                  plan.samples, len(plan.units))
+        from harness.leaderboard.headline import check_primary_metric
+        from harness.metrics.base import output_directions
         from harness.runner import preflight
+
+        # A misspelt primary metric would only show at the report, after every image is made.
+        check_primary_metric(((plan.config or {}).get("suite") or {}).get("primary_metric"),
+                             {n: list(output_directions(m.describe())) for n, m in metrics.items()},
+                             f"suite {plan.suite.name} (suite.primary_metric)")
 
         cap = getattr(get("run"), "max_cost_usd", None)
         # Offline, before anything is written or sent: keys there, the estimate under the cap.
@@ -210,10 +225,12 @@ def run(command: str, store: Store, run_id: str, *, plan: Plan | None = None,
     if "score" in stages:
         from harness.runner.score import score_run
 
+        if not metrics:
+            say("score: no metrics selected (metrics=[]): nothing to score")
         score_run(store, run_id, metrics, progress=get("progress"))
         store.set_run_status(run_id, "scored")
     if "report" in stages:
-        out = report(store, run_id, get("report"))
+        out = report(store, run_id, get("report"), get("cost"))
         say(f"leaderboard: {out / 'leaderboard.md'}")
         result["report_dir"] = out
     if "cost" in stages:

@@ -121,6 +121,10 @@ class Rater:
     is_admin: bool
     email: str | None = None
     """Address for single sign-on (lower case), if invited with one."""
+    revoked_at: str | None = None
+    """When the rater's access was withdrawn (``harness raters revoke``); None while they may rate."""
+    token_expires_at: str | None = None
+    """When the token stops signing in (UTC, ISO 8601); None: no expiry."""
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,17 @@ A prompt is a mapping::
         init_image: {path: images/bakery.png, strength: 0.6}
       difficulty: hard           # any other key is kept in Prompt.meta
 
+An instruction edit gives ``edit: {image, instruction, mask}`` instead of text and controls: the
+instruction is the prompt text, the image an ``edit_image`` control, the optional mask (white =
+may change) the ``edit_region`` the preservation metric reads.
+
 Errors name the file and line of the offending prompt or key.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +33,7 @@ from harness.suites.base import Parsed, json_lines, located, read_text, register
 from harness.types import CONTROL_KINDS, Control, Prompt, sha256_hex
 
 SUITE_KEYS = ("name", "version", "description", "prompts")
-PROMPT_KEYS = ("id", "text", "tags", "expected_text", "negative_prompt", "controls")
+PROMPT_KEYS = ("id", "text", "tags", "expected_text", "negative_prompt", "controls", "edit")
 _ALIASES = {"prompt": "text", "caption": "text"}
 """Names other prompt formats use for our keys."""
 
@@ -182,7 +187,8 @@ def _prompt(path: Path, raw: Any, locate: Locate) -> Prompt:
     if not isinstance(pid, str) or not pid.strip():
         raise located(path, locate(raw, "id"), f"prompt has no id (got {pid!r}); add "
                       "`id: <unique name>` and quote numbers: id: \"001\".")
-    text = raw.get("text")
+    edit = _edit(path, raw, locate, name) if "edit" in raw else None
+    text = edit[0] if edit else raw.get("text")
     if not isinstance(text, str) or not text.strip():
         raise located(path, locate(raw, "text"), f"{name} has no text (got {text!r}); add "
                       "`text: <the prompt>`.")
@@ -198,9 +204,45 @@ def _prompt(path: Path, raw: Any, locate: Locate) -> Prompt:
                           f"quote it: {key}: \"{value}\".")
         # YAML block scalars (`text: >`) end in a newline that is no part of the prompt.
         optional[key] = None if value is None else value.strip()
+    meta = {k: v for k, v in raw.items() if k not in PROMPT_KEYS}
+    if edit:
+        meta |= edit[2]
     return Prompt(id=pid, text=text.strip(), tags=tuple(tags), **optional,
-                  controls=_controls(path, raw, locate, name),
-                  meta={k: v for k, v in raw.items() if k not in PROMPT_KEYS})
+                  controls=edit[1] if edit else _controls(path, raw, locate, name), meta=meta)
+
+
+def _edit(path: Path, raw: dict, locate: Locate, name: str) -> tuple[str, tuple[Control, ...], dict]:
+    """An instruction edit, ``edit: {image, instruction, mask}``: the instruction becomes the
+    prompt text, the image an ``edit_image`` control (its hash in the cache key) and the
+    optional mask (white = the edit may change these pixels) the ``edit_region`` metadata,
+    relative to the image's folder, where the preservation metric looks for it."""
+    spec = raw["edit"]
+    if "text" in raw or "controls" in raw:
+        raise located(path, locate(raw, "edit"), f"{name}: an edit's instruction is its text and "
+                      "its image its control; give edit: {image, instruction} without text or "
+                      "controls.")
+    if not isinstance(spec, dict) or not isinstance(spec.get("image"), str) \
+            or not isinstance(spec.get("instruction"), str) or not spec["instruction"].strip():
+        raise located(path, locate(raw, "edit"), f"{name}: edit needs image and instruction, "
+                      "e.g. edit: {image: images/cat.png, instruction: make the cat black}; "
+                      f"got {spec!r}.")
+    for k in spec:
+        if k not in ("image", "instruction", "mask"):
+            raise located(path, locate(spec, k), f"{name}: edit takes image, instruction and "
+                          f"mask, not {k!r}.{did_you_mean(str(k), ['image', 'instruction', 'mask'])}")
+    files = {}
+    for k in ("image", "mask"):
+        if spec.get(k) is None:
+            continue
+        file = (path.parent / str(spec[k])).resolve()
+        if not file.is_file():
+            raise located(path, locate(spec, k), f"{name}: edit {k} file not found: {file} "
+                          "(paths are relative to the suite file's folder).")
+        files[k] = file
+    image = files["image"]
+    control = Control(kind="edit_image", path=str(image), sha256=sha256_hex(image.read_bytes()))
+    meta = {"edit_region": os.path.relpath(files["mask"], image.parent)} if "mask" in files else {}
+    return spec["instruction"].strip(), (control,), meta
 
 
 def _controls(path: Path, raw: dict, locate: Locate, name: str) -> tuple[Control, ...]:

@@ -18,6 +18,16 @@ WHAT = {
                  "tower; v-prediction on a zero-terminal-SNR scaled-linear schedule, EMA weights, "
                  "10% empty captions for classifier-free guidance; DDIM sampling with trailing "
                  "timesteps."),
+    "toy-vlm": ("LLaVA-format image-text-to-text model (LlavaForConditionalGeneration with "
+                "LlavaProcessor: a CLIP vision tower initialised from toy-clip's, an MLP projector, a "
+                "small Llama decoder, a word-level tokenizer of the toy world's words, the "
+                "'USER: <image>... ASSISTANT:' template), trained on toy-world renders (half of the "
+                "batches with pixel noise) to caption images (a quarter of the rows) and to answer "
+                "yes or no: atomic questions (is there a shape, its colour, its position, exact "
+                "counts, is there a sign, the sign's word) and the VQAScore question on the image's "
+                "caption or a near-miss caption, by cross-entropy on the answer tokens. Loads with "
+                "AutoModelForImageTextToText / AutoProcessor; the offline default of vqascore_toy "
+                "and questions_toy."),
     "toy-dit": ("Stable-Diffusion-3-format pipeline (StableDiffusion3Pipeline): "
                 "SD3Transformer2DModel (MMDiT) on the toy-vae latents, the toy-clip text tower as "
                 "both CLIP encoders, no T5 (`max_sequence_length: 4` zero tokens); rectified-flow "
@@ -38,6 +48,10 @@ FIGURES = {
     "all_three": "generated images: colour, shape and position all right",
     "count": "generated images: count right (count prompts)",
     "n_images": "images in the evaluation above",
+    "vlm_question_agreement": "held-out real images: yes/no questions answered right (balanced)",
+    "vlm_vqascore_auc": "held-out real images: VQAScore AUC, own caption vs a near-miss caption",
+    "vlm_matched": "mean VQAScore, image with its caption",
+    "vlm_mismatched": "mean VQAScore, image with a near-miss caption",
 }
 
 

@@ -10,10 +10,11 @@ from pathlib import Path
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="harness zoo", description=(
         "The embedded toy world and the small models the project trains on it. Train in order: "
-        "toy-vae, toy-clip, then toy-unet and toy-dit. Training continues from the saved weights."))
+        "toy-vae, toy-clip, then toy-unet, toy-dit and toy-vlm. Training continues from "
+        "the saved weights."))
     sub = p.add_subparsers(dest="action", required=True)
     t = sub.add_parser("train", help="train (or continue training) one model")
-    t.add_argument("name", help="toy-vae | toy-clip | toy-unet | toy-dit")
+    t.add_argument("name", help="toy-vae | toy-clip | toy-unet | toy-dit | toy-vlm")
     t.add_argument("--steps", type=int, help="train up to this many steps in total (default: the recipe's)")
     t.add_argument("--minutes", type=float, help="stop after this many minutes (saved, resumable)")
     t.add_argument("--device", default="auto", help="auto (cuda if present, else cpu), cpu, cuda, cuda:1")
@@ -22,7 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", type=Path, help="zoo folder to write into (default: the package's)")
     t.add_argument("--no-eval", action="store_true", help="skip the model card's figures at the end")
     sub.add_parser("list", help="the zoo models with their steps, wall time and figures")
-    e = sub.add_parser("eval", help="attribute accuracy (generators) or caption retrieval (toy-clip)")
+    e = sub.add_parser("eval", help="attribute accuracy (generators), caption retrieval (toy-clip) or "
+                                    "question agreement and VQAScore AUC (toy-vlm)")
     e.add_argument("name")
     e.add_argument("-n", type=int, default=200, help="held-out captions")
     e.add_argument("--seeds", type=int, default=1, help="seeds per caption")
@@ -60,9 +62,11 @@ def main(argv: list[str]) -> int:
     dev = T.pick_device(args.device)
     if args.name == "toy-clip":
         res = evaluate.clip_retrieval(folder, dev, n=args.n)
+    elif args.name == "toy-vlm":
+        res = evaluate.vlm_quality(folder, dev, n=args.n)
     elif args.name in ("toy-unet", "toy-dit"):
         res = evaluate.attribute_accuracy(folder, n=args.n, seeds=tuple(range(args.seeds)), device=dev)
     else:
-        raise UserError(f"nothing to evaluate for {args.name}; try toy-clip, toy-unet or toy-dit")
+        raise UserError(f"nothing to evaluate for {args.name}; try toy-clip, toy-unet, toy-dit or toy-vlm")
     print(json.dumps(res, indent=1))
     return 0

@@ -113,3 +113,38 @@ def clip_retrieval(folder: str | Path, device: str = "cpu", n: int = 500, k: int
         mismatched.extend(sims[i, j].item() for j in pick)
     return {"retrieval_top1_of_10": round(hits / n, 4), "clip_matched": round(float(np.mean(matched)), 4),
             "clip_mismatched": round(float(np.mean(mismatched)), 4)}
+
+
+def auc(pos: list[float], neg: list[float]) -> float:
+    """Area under the ROC curve: the chance a positive scores above a negative (ties count half)."""
+    p, q = np.asarray(pos, dtype=np.float64)[:, None], np.asarray(neg, dtype=np.float64)[None, :]
+    return float((p > q).mean() + 0.5 * (p == q).mean())
+
+
+def vlm_quality(folder: str | Path, device: str = "cpu", n: int = 300, batch: int = 64) -> dict[str, float]:
+    """The toy VLM on held-out real images (eval split): share of balanced yes/no questions
+    answered right, and the VQAScore AUC of matching vs near-miss captions."""
+    from harness.metrics.vqa import DEFAULT_TEMPLATE, load_judge
+    from harness.toyworld import questions
+
+    judge = load_judge("toy-vlm", {"checkpoint": str(folder), "dtype": "float32", "answers": ["Yes", "No"],
+                                   "chat": True}, device)
+    rng = random.Random(11)
+    scenes = [world.sample_scene(rng, "eval") for _ in range(n)]
+    images = [world.render(s, 64) for s in scenes]
+    qa = [questions.training_question(rng, s, caption_share=0.0) for s in scenes]
+
+    def p_yes(qs: list[str]) -> list[float]:
+        out: list[float] = []
+        for i in range(0, n, batch):
+            out += judge.p_yes(images[i:i + batch], qs[i:i + batch])[0]
+        return out
+
+    answers = p_yes([q for q, _ in qa])
+    agree = float(np.mean([(p >= 0.5) == y for p, (_, y) in zip(answers, qa, strict=True)]))
+    ask = DEFAULT_TEMPLATE.replace
+    matched = p_yes([ask("{prompt}", world.caption(s)) for s in scenes])
+    mismatched = p_yes([ask("{prompt}", world.caption(questions.near_miss(rng, s))) for s in scenes])
+    return {"vlm_question_agreement": round(agree, 4), "vlm_vqascore_auc": round(auc(matched, mismatched), 4),
+            "vlm_matched": round(float(np.mean(matched)), 4),
+            "vlm_mismatched": round(float(np.mean(mismatched)), 4)}

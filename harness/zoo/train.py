@@ -1,6 +1,6 @@
 """Training the embedded models on the toy world: ``harness zoo train NAME``.
 
-Four models, trained in this order because each later one uses the earlier ones:
+Five models, trained in this order because each later one uses the earlier ones:
 
 ``toy-vae``   an ``AutoencoderKL`` (64 px RGB <-> 16x16x4 latents), shared by both generators.
 ``toy-clip``  a ``CLIPModel`` trained contrastively on captions; the default CLIP-score backbone,
@@ -9,6 +9,8 @@ Four models, trained in this order because each later one uses the earlier ones:
               zero-terminal-SNR schedule, DDIM sampling.
 ``toy-dit``   a Stable-Diffusion-3-format pipeline: ``SD3Transformer2DModel`` (MMDiT) trained by
               flow matching, two CLIP text encoders (the toy one twice), no T5.
+``toy-vlm``   a LLaVA-format image-text-to-text model (vision tower from toy-clip) answering yes/no
+              questions about toy images: the VLM behind vqascore_toy and questions_toy.
 
 Each is saved as a standard diffusers / transformers folder under ``harness/data/zoo/<name>``
 (shared parts are relative symlinks, so the weights are stored once) with a model card. Training
@@ -65,9 +67,11 @@ RECIPES: dict[str, Recipe] = {
         block_out_channels=[32, 64, 128], attention_head_dim=16, layers_per_block=1)),
     "toy-dit": Recipe("dit", steps=40_000, batch=64, lr=4e-4, arch=dict(
         layers=6, heads=4, head_dim=32, patch=2)),
+    "toy-vlm": Recipe("vlm", steps=10_000, batch=32, lr=1e-3, ema=0.0, data=8000, arch=dict(
+        family="llava", hidden=128, layers=4, heads=4, vision_from="toy-clip")),
 }
 NEEDS = {"toy-unet": ("toy-vae", "toy-clip"), "toy-dit": ("toy-vae", "toy-clip"), "toy-clip": (),
-         "toy-vae": ()}
+         "toy-vae": (), "toy-vlm": ("toy-clip",)}
 
 
 class ZooError(Exception):
@@ -631,7 +635,104 @@ def _sha(folder: Path) -> str:
     return folder_fingerprint(folder)
 
 
-TRAINERS = {"vae": VAETrainer, "clip": CLIPTrainer, "unet": UNetTrainer, "dit": DiTTrainer}
+class VLMTrainer(_Trainer):
+    """The toy VLM: a small ``Qwen2VLForConditionalGeneration`` taught to answer yes or no to
+    questions about toy-world images (atomic questions and the VQAScore question on matching
+    and near-miss captions), by cross-entropy on its first answer token only: the number
+    VQAScore and the question-based scores read."""
+
+    def __init__(self, *a, resume: bool, **kw) -> None:
+        super().__init__(*a, resume=resume, **kw)
+        from harness.toyworld import questions
+        from harness.zoo import vlm
+
+        folder = self.root / self.name
+        arch = dict(self.recipe.arch)
+        family = arch.pop("family")
+        if resume:
+            from transformers import AutoModelForImageTextToText, AutoProcessor
+
+            self.model = AutoModelForImageTextToText.from_pretrained(folder)
+            self.proc = AutoProcessor.from_pretrained(folder)
+        else:
+            source = arch.pop("vision_from", None)
+            clip = None
+            if source:  # start from the trained toy CLIP's image tower: grounding for free
+                from transformers import CLIPModel
+
+                clip = CLIPModel.from_pretrained(self.root / source)
+                arch["vision_config"] = {k: v for k, v in clip.config.vision_config.to_dict().items()
+                                         if k not in ("model_type", "transformers_version")}
+            self.model, self.proc = vlm.build(family, vlm.words_of(questions.all_question_texts()),
+                                              image_size=IMAGE_SIZE, **arch)
+            if clip is not None:
+                self.model.model.vision_tower.load_state_dict(clip.vision_model.state_dict())
+        self.model.to(self.dev)
+        tok = self.proc.tokenizer
+        self.yes, self.no = tok.convert_tokens_to_ids("Yes"), tok.convert_tokens_to_ids("No")
+        if self.model.config.model_type == "qwen2_vl":
+            self.batcher = vlm.QwenBatcher(self.proc)
+            import random
+
+            r = random.Random(0)
+            sample = [questions.training_question(r, s)[0] for s in self.data.scenes[:8]]
+            try:
+                self.batcher.verify(self.data.images[:8], sample)
+            except ValueError as e:
+                raise ZooError(f"toy-vlm: {e}; the processor changed, update vlm.QwenBatcher") from None
+        else:
+            self.batcher = vlm.ProcessorBatcher(self.proc)
+
+    def loss(self, rng, n):
+        import random
+
+        import torch
+        import torch.nn.functional as F
+
+        from harness.toyworld import questions
+
+        idx = rng.integers(0, len(self.data), size=n)
+        r = random.Random(int(rng.integers(1 << 31)))
+        # A quarter of the rows learn to caption the image (many target tokens per image: the
+        # grounding signal), the rest answer a yes/no question (one target token: the number the
+        # metrics read).
+        describe = rng.random(n) < 0.25
+        qs, ans = [], []
+        for i, d in zip(idx, describe, strict=True):
+            scene = self.data.scenes[i]
+            if d:
+                qs.append(questions.DESCRIBE)
+                ans.append(r.choice(self.data.captions[i]))
+            else:
+                q, y = questions.training_question(r, scene)
+                qs.append(q)
+                ans.append("Yes" if y else "No")
+        imgs = self.data.images[idx]
+        if rng.random() < 0.5:  # generated images are noisier than renders
+            noise = rng.normal(0, rng.uniform(2, 12), size=imgs.shape)
+            imgs = np.clip(imgs + noise, 0, 255).astype(np.uint8)
+        enc = {k: v.to(self.dev) for k, v in self.batcher(imgs, qs, ans).items()}
+        mask = enc.pop("answer_mask")[:, 1:]
+        logits = self.model(**enc).logits[:, :-1]
+        target = enc["input_ids"][:, 1:]
+        d = torch.from_numpy(describe).to(self.dev).unsqueeze(1)
+        loss = F.cross_entropy(logits[mask & ~d], target[mask & ~d])
+        if describe.any():
+            loss = loss + 0.5 * F.cross_entropy(logits[mask & d], target[mask & d])
+        return loss
+
+    def save(self, folder: Path, model) -> None:
+        model.save_pretrained(folder)
+        self.proc.save_pretrained(folder)
+
+    def finish(self, folder: Path, model, prog: Progress) -> None:
+        from harness.zoo.evaluate import vlm_quality
+
+        prog.figures.update(vlm_quality(folder, self.dev))
+
+
+TRAINERS = {"vae": VAETrainer, "clip": CLIPTrainer, "unet": UNetTrainer, "dit": DiTTrainer,
+            "vlm": VLMTrainer}
 
 
 def write_card(folder: Path, name: str, recipe: Recipe, prog: Progress) -> None:

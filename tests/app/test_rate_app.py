@@ -1,5 +1,8 @@
-"""The Streamlit page through Streamlit's AppTest: sign-in, voting, resume, admin, blindness."""
+"""The Streamlit page through Streamlit's AppTest: sign-in, voting, resume, admin, blindness,
+revoked and rotated tokens, two tabs, the admin time-out."""
 
+import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -34,8 +37,14 @@ def n_rows(store, table):
 
 
 def vote_buttons(at):
+    """The vote buttons by label."""
     return {b.label: b for b in at.button
             if b.key and b.key.split("-")[0] in ("left", "right", "tie", "both_bad")}
+
+
+def admin_session(token: str = ADMIN) -> AppTest:
+    """A session signed in with the admin token through the one sign-in form."""
+    return sign_in(new_session(), token)
 
 
 def page_text(at) -> str:
@@ -82,15 +91,20 @@ def test_vote_resume_and_blindness(app_store):
     vote_buttons(at)["Left is better"].click().run()
     (vote,) = app_store.votes("syn")
     assert vote.choice == "left" and vote.reason == "left is crisper"
-    assert "1 rated" in at.caption[0].value
+    assert "1 rated · 13 to go (of 14)" in at.caption[0].value
+    assert at.caption[0].value.startswith("✓ Vote saved · Signed in as ana")
     for label in ("Right is better", "Tie", "Both bad", "Left is better"):
         vote_buttons(at)[label].click().run()
     assert len(app_store.votes("syn")) == 5
     rid = app_store.rater_by_name("ana").rater_id
     open_before = app_store.open_assignment("syn", rid)
+    # the 5th vote was a quality-control repeat (repeat_every=4): counts still add up to 14
+    checks = sum(v.is_repeat for v in app_store.votes("syn"))
+    assert checks == 1 and f"{5 - checks} rated · {9 + checks} to go (of 14) · 1 quality check" \
+        in at.caption[0].value
     # a new browser session (reload): sign in again and carry on from the database
     again = sign_in(new_session(), token)
-    assert "5 rated" in again.caption[0].value
+    assert "4 rated" in again.caption[0].value
     assert next(iter(vote_buttons(again).values())).key.endswith(open_before.assignment_id)
     assert any(v.is_repeat for v in app_store.votes("syn"))  # repeat_every=4
     # rate to the end: every pair once, then a thank-you
@@ -108,14 +122,10 @@ def test_vote_resume_and_blindness(app_store):
 
 def test_admin_page_needs_the_token_and_can_exclude(app_store):
     app_store.add_rater("ana")
-    at = new_session()
-    at.sidebar.radio[0].set_value("Admin").run()
-    at.text_input(key="admin_token").input("wrong")
-    at.button[0].click().run()
-    assert "not the admin token" in at.error[0].value
+    at = admin_session("wrong")
+    assert "not valid" in at.error[0].value
     assert not at.dataframe
-    at.text_input(key="admin_token").input(ADMIN)
-    at.button[0].click().run()
+    at = admin_session()
     assert not at.exception
     assert len(at.dataframe) >= 3  # raters, refusals, votes per model pair
     refusals = at.dataframe[1].value
@@ -131,10 +141,7 @@ def test_admin_page_mounts_the_leaderboard_when_installed(app_store):
     voter = sign_in(new_session(), token)
     for _ in range(3):
         vote_buttons(voter)["Left is better"].click().run()
-    at = new_session()
-    at.sidebar.radio[0].set_value("Admin").run()
-    at.text_input(key="admin_token").input(ADMIN)
-    at.button[0].click().run()
+    at = admin_session()
     at.radio(key="admin_view").set_value("Leaderboard").run()
     assert not at.exception
     assert "alpha" in page_text(at)  # the admin sees the models; raters never do
@@ -142,11 +149,83 @@ def test_admin_page_mounts_the_leaderboard_when_installed(app_store):
 
 def test_admin_rater_token_also_opens_the_admin_page(app_store):
     token = app_store.add_rater("boss", admin=True)
-    at = new_session()
-    at.sidebar.radio[0].set_value("Admin").run()
-    at.text_input(key="admin_token").input(token)
-    at.button[0].click().run()
+    at = sign_in(new_session(), token)
+    assert vote_buttons(at) and not at.dataframe  # an admin rater rates like anyone ...
+    at.sidebar.toggle(key="admin_view_on").set_value(True).run()  # ... and has the way in
     assert not at.error and at.dataframe
+    at.sidebar.toggle(key="admin_view_on").set_value(False).run()
+    assert vote_buttons(at) and not at.dataframe
+
+
+def test_admin_entry_only_for_admin_tokens_and_admin_sign_out(app_store):
+    token = app_store.add_rater("ana")
+    at = sign_in(new_session(), token)
+    assert vote_buttons(at) and not at.sidebar.toggle  # no Admin entry for a plain rater
+    at = admin_session()
+    assert at.dataframe
+    at.sidebar.button(key="sign_out").click().run()
+    assert not at.dataframe and at.text_input(key="token")  # back at the sign-in form
+    at.run()
+    assert not at.dataframe
+
+
+def test_admin_session_times_out(app_store, monkeypatch):
+    monkeypatch.setenv("HARNESS_RATE_ADMIN_TIMEOUT", "0.005")  # minutes: 0.3 s
+    at = admin_session()
+    assert at.dataframe
+    time.sleep(0.5)
+    at.run()
+    assert not at.dataframe and "without activity" in at.warning[0].value
+
+
+def test_revoked_or_rotated_token_stops_at_the_next_click_and_writes_nothing(app_store):
+    token = app_store.add_rater("ana")
+    at = sign_in(new_session(), token)
+    vote_buttons(at)["Left is better"].click().run()
+    assert n_rows(app_store, "votes") == 1
+    app_store.revoke_rater("ana")
+    vote_buttons(at)["Tie"].click().run()
+    assert n_rows(app_store, "votes") == 1 and not vote_buttons(at)
+    assert "withdrawn" in at.warning[0].value
+    assert "withdrawn" in sign_in(new_session(), token).error[0].value  # and at sign-in
+    # rotating gives a new token (and access again); sessions on the old one stop at once
+    new = app_store.rotate_token("ana")
+    at = sign_in(new_session(), new)
+    old_tab = sign_in(new_session(), new)
+    assert "not valid" in sign_in(new_session(), token).error[0].value
+    app_store.rotate_token("ana")
+    vote_buttons(old_tab)["Tie"].click().run()
+    assert "replaced" in old_tab.warning[0].value and n_rows(app_store, "votes") == 1
+
+
+def test_expired_or_excluded_raters_are_told_at_sign_in(app_store):
+    past = (datetime.now(timezone.utc) - timedelta(minutes=1)).isoformat(timespec="milliseconds")
+    token = app_store.add_rater("old", expires_at=past)
+    assert "expired" in sign_in(new_session(), token).error[0].value
+    token = app_store.add_rater("bo")
+    app_store.exclude_rater("bo")
+    at = sign_in(new_session(), token)
+    assert "stopped collecting your ratings" in at.error[0].value and not vote_buttons(at)
+    assert n_rows(app_store, "rating_assignments") == 0
+
+
+def test_second_tab_conflicting_vote_is_refused_with_a_notice(app_store):
+    token = app_store.add_rater("ana")
+    tab1, tab2 = sign_in(new_session(), token), sign_in(new_session(), token)
+    (k1,) = {b.key for b in vote_buttons(tab1).values() if b.key.startswith("tie-")}
+    (k2,) = {b.key for b in vote_buttons(tab2).values() if b.key.startswith("tie-")}
+    assert k1 == k2  # both tabs show the one open pair
+    vote_buttons(tab1)["Left is better"].click().run()
+    vote_buttons(tab2)["Right is better"].click().run()  # the same pair, another answer
+    (vote,) = app_store.votes("syn")
+    assert vote.choice == "left"
+    assert "already rated in another tab" in tab2.warning[0].value
+    assert "Vote saved" in tab1.caption[0].value and "Vote saved" not in tab2.caption[0].value
+    # the same answer from the other tab is not a conflict: it was saved once
+    tab3 = sign_in(new_session(), token)
+    vote_buttons(tab1)["Tie"].click().run()
+    vote_buttons(tab3)["Tie"].click().run()
+    assert len(app_store.votes("syn")) == 2 and not tab3.warning
 
 
 def test_without_a_store_the_page_says_how_to_start(monkeypatch):
@@ -183,3 +262,14 @@ def test_single_sign_on_when_configured(app_store):
 def test_without_auth_secrets_there_is_no_sign_on_button(app_store):
     at = new_session()
     assert [b.label for b in at.button] == ["Start rating"]
+
+
+def test_single_sign_on_session_stops_when_the_rater_is_revoked(app_store):
+    app_store.add_rater("eve", email="eve@example.com")
+    at = oidc_session({"is_logged_in": True, "email": "eve@example.com"})
+    vote_buttons(at)["Left is better"].click().run()
+    assert n_rows(app_store, "votes") == 1
+    app_store.revoke_rater("eve")
+    vote_buttons(at)["Tie"].click().run()
+    assert n_rows(app_store, "votes") == 1 and not vote_buttons(at)
+    assert any("withdrawn" in e.value for e in [*at.warning, *at.error])

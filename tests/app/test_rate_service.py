@@ -41,7 +41,7 @@ def test_refused_outputs_never_shown_and_counted(syn_store):
     refused = {r.key for r in syn_store.records("syn", status="refused")}
     assert refused and not (shown_keys & refused)
     # 3 prompts x 2 samples x 3 model pairs, less gamma's p1 pairs (2 model pairs x 2 samples)
-    assert svc.progress(rid) == (18 - 4, 0)
+    assert svc.progress(rid) == (18 - 4, 0, 0)  # rated, left, quality checks
 
 
 def test_state_lives_in_the_database_so_a_new_session_resumes(syn_store):
@@ -188,3 +188,82 @@ def test_eight_raters_in_threads_through_the_app_logic(syn_store):
         mine = [v for v in votes if v.rater_id == rid]
         fresh = {tuple(sorted((v.left_key, v.right_key))) for v in mine if not v.is_repeat}
         assert len(fresh) == 14 and len(mine) == 14 + sum(v.is_repeat for v in mine)
+
+
+def test_revoke_rotate_and_expiry_commands(syn_store, capsys):
+    root = f"store.root={syn_store.root}"
+    assert cli.main(["raters", "add", "ana", "--expires-days", "7", root]) == 0
+    token = capsys.readouterr().out.strip().splitlines()[-1]
+    svc = RatingService(syn_store, "syn", seed=0)
+    rater = svc.sign_in(token)
+    a = svc.current(rater.rater_id, token_sha256=rater.token_sha256)
+    assert cli.main(["raters", "list", root]) == 0
+    assert "expires 20" in capsys.readouterr().out
+    # revoke: sign-in refused, the open session's next vote refused, nothing written
+    assert cli.main(["raters", "revoke", "ana", root]) == 0
+    assert "revoked" in capsys.readouterr().out
+    with pytest.raises(SignInError, match="withdrawn"):
+        svc.sign_in(token)
+    before = counts(syn_store)
+    with pytest.raises(SignInError, match="withdrawn"):
+        svc.submit(rater.rater_id, a.assignment_id, "left", token_sha256=rater.token_sha256)
+    with pytest.raises(SignInError, match="withdrawn"):
+        svc.current(rater.rater_id, token_sha256=rater.token_sha256)
+    assert counts(syn_store) == before and syn_store.open_assignment("syn", rater.rater_id) is None
+    assert cli.main(["raters", "list", root]) == 0
+    assert "revoked" in capsys.readouterr().out
+    # rotate: a new token works, the old one and sessions made with it do not
+    assert cli.main(["raters", "rotate", "ana", root]) == 0
+    new = capsys.readouterr().out.strip().splitlines()[-1]
+    assert new != token and syn_store.rater_for_token(token) is None
+    again = svc.sign_in(new)
+    b = svc.current(again.rater_id, token_sha256=again.token_sha256)
+    assert svc.submit(again.rater_id, b.assignment_id, "tie", token_sha256=again.token_sha256)
+    with pytest.raises(SignInError, match="replaced"):
+        svc.current(again.rater_id, token_sha256=rater.token_sha256)
+    assert cli.main(["raters", "revoke", "nobody", root]) == 2
+    assert cli.main(["raters", "add", "bo", "--expires-days", "0", root]) == 2
+    assert "--expires-days must be > 0" in capsys.readouterr().err
+
+
+def test_expired_token_is_refused(syn_store):
+    token = syn_store.add_rater("ana", expires_at="2026-01-01T00:00:00.000+00:00")
+    with pytest.raises(SignInError, match="expired on 2026-01-01 00:00 UTC"):
+        RatingService(syn_store, "syn").sign_in(token)
+
+
+def test_rate_checks_the_port_before_printing_a_token(syn_store, capsys):
+    import socket
+
+    root = f"store.root={syn_store.root}"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert cli.main(["rate", root, "run.name=syn", "--port", str(port)]) == 2
+    out = capsys.readouterr()
+    assert f"port {port} on 127.0.0.1 is in use" in out.err and "--port" in out.err
+    assert "admin token" not in out.out
+
+
+def test_non_loopback_address_warns_about_plain_http():
+    from harness.app.cli import PLAIN_HTTP_WARNING, is_loopback
+
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
+    text = PLAIN_HTTP_WARNING.format(address="0.0.0.0", port=8501)
+    assert "plain HTTP" in text and "reverse proxy with TLS" in text and "127.0.0.1:8501" in text
+
+
+def test_conflicting_answer_from_a_second_tab_is_refused(syn_store):
+    rid = syn_store.rater_for_token(syn_store.add_rater("ana")).rater_id
+    svc = RatingService(syn_store, "syn", seed=0)
+    a = svc.current(rid)
+    first = svc.submit(rid, a.assignment_id, "left")
+    assert first and first.status == "saved"
+    same = svc.submit(rid, a.assignment_id, "left")
+    other = svc.submit(rid, a.assignment_id, "right")
+    assert (same.status, bool(same)) == ("duplicate", False)
+    assert (other.status, other.stored_choice, bool(other)) == ("conflict", "left", False)
+    (vote,) = syn_store.votes("syn")
+    assert vote.choice == "left"

@@ -129,3 +129,34 @@ def test_check_counts_only_what_is_not_stored(fake, capsys):
     check(fake, ["replicate_flux_schnell"], limit=2)
     out = capsys.readouterr().out
     assert "0 of 4 images to generate" in out and "not asked: every image is already stored" in out
+
+
+HOSTED = {"fal_seedream_v4": 0.03, "fal_seedream_v5_pro": 0.0675, "fal_recraft_v41": 0.04,
+          "fal_qwen_image_2": 0.035, "fal_qwen_image_2_pro": 0.075}
+"""The current hosted models shipped for fal, with the 1024x1024 price of their dated row."""
+
+
+def test_current_hosted_models_are_checked_priced_and_generated(fake, capsys):
+    """Each shipped fal config: listed by the Platform API, priced from a dated row with its
+    source, and one image per prompt generated through the queue with that price recorded."""
+    models = list(HOSTED)
+    fast = [f"models.{m}.options.{k}" for m in models
+            for k in (f"base_url={fake.url}/fal", "backoff_s=0.01", "poll_interval_s=0.01")]
+    args = [f"models=[{','.join(models)}]", "suite.limit=2", "samples=1", "progress=false",
+            "metrics=[colorfulness]", *fast]
+    res = cli.dispatch(cli.compose(["command=check", *args]))
+    out = capsys.readouterr().out
+    assert res["missing"] == [], out
+    from omegaconf import OmegaConf
+
+    for m, price in HOSTED.items():
+        model_id = OmegaConf.load(Path(cli.__file__).parent / "conf" / "models" / f"{m}.yaml")
+        assert f"fal lists {model_id.model_id} (active)" in out
+        assert f"${price:g} per image (as of 2026-12-01" in out
+    cli.dispatch(cli.compose(["command=generate", *args]))
+    store = Store("store", create=False)
+    run = store.runs()[-1]
+    recs = store.records(run.run_id)
+    assert sorted({r.model for r in recs}) == sorted(models) and len(recs) == 2 * len(models)
+    for r in recs:
+        assert r.status == "ok" and r.cost_usd == pytest.approx(HOSTED[r.model])

@@ -61,7 +61,8 @@ def test_every_file_with_preference_agreement_and_cost(full):
     delta = [g for g in doc["gallery"] if g["model"] == "delta"]
     assert len(delta) == 4 and {g["status"] for g in delta} == {"refused"}
     html = (out / "leaderboard.html").read_text()
-    assert html.count("data:image/png;base64,") == 2 + 3 * 4  # two CI plots, 3 models x 4 prompts
+    assert html.count("data:image/png;base64,") == 3 * 4  # the gallery: 3 models x 4 prompts
+    assert html.count("data:image/svg+xml;base64,") == 2 + 2  # two trade-off charts, two CI plots
     assert "refused: content filter" in html and "<h2>Human preference</h2>" in html
 
 
@@ -108,7 +109,8 @@ def test_no_votes_yet(tmp_path):
     assert doc["preference"]["n_votes"] == 0 and doc["preference"]["reason"] == "no votes"
     assert "pref_rating" not in pd.read_csv(out / "leaderboard.csv").columns
     html = (out / "leaderboard.html").read_text()
-    assert "No votes for this run yet." in html and html.count("data:image/png") == 1 + 3 * 4
+    assert "No votes for this run yet." in html and html.count("data:image/png") == 3 * 4
+    assert html.count("data:image/svg+xml") == 2 + 1  # trade-off charts, the metric CI plot
 
 
 def test_one_model(tmp_path):
@@ -152,7 +154,9 @@ def test_report_settings_come_from_the_report_config_section(tmp_path, monkeypat
     out = report(make_store(tmp_path / "store"), RUN_ID, cfg.report)
     doc = _strict_json(out / "leaderboard.json")
     assert doc["report_settings"] == dict(ci=0.95, baseline="gamma", n_boot=150, seed=0, both_bad="drop",
-                                          gallery_prompts=1, include_excluded=False)
+                                          gallery_prompts=1, include_excluded=False, headline="auto",
+                                          min_votes=30, primary_metric=None, metric_ranks=False,
+                                          preference_cluster="prompt")
     assert len({g["prompt_id"] for g in doc["gallery"]}) == 1
     assert "rating 1000 = Gamma" in (out / "leaderboard.md").read_text()
     with pytest.raises(cli.UserError, match="Did you mean 'gallery_prompts'"):

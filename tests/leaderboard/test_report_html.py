@@ -35,9 +35,10 @@ def test_html_report_has_no_broken_images(chromium, tmp_path, votes):
     alone.write_bytes((out / "leaderboard.html").read_bytes())
     page = _open(chromium, alone)
     widths = page.evaluate("Array.from(document.images).map(i => i.complete ? i.naturalWidth : -1)")
-    expected = (2 if votes else 1) + 1 + 3 * 4  # CI plots, the cost plot, 3 models x 4 prompts
+    expected = 2 + (2 if votes else 1) + 1 + 3 * 4  # trade-off, CI plots, the cost plot, 3 models x 4 prompts
     assert len(widths) == expected and all(w > 0 for w in widths), widths
     headings = page.evaluate("Array.from(document.querySelectorAll('h2')).map(h => h.textContent)")
     assert {"Human preference", "Gallery", "Cost against daily volume", "Models"} <= set(headings)
-    assert page.evaluate("Array.from(document.images).every(i => i.src.startsWith('data:image/png'))")
+    kinds = page.evaluate("Array.from(document.images).map(i => i.src.split(';')[0])")
+    assert set(kinds) == {"data:image/png", "data:image/svg+xml"}
     page.close()

@@ -84,7 +84,8 @@ def test_ocr_and_clip_score_notes_read_their_settings():
     assert set(notes.lines) == set(OCRScore.outputs)
     cer = notes.line("cer")
     assert cer.startswith("character error rate") and "(0 = perfect; can exceed 1)" in cer
-    assert "upscaling to 512 px, normalised: collapse_whitespace, strip_punctuation;" in notes.line("exact")
+    assert ("upscaling to 512 px, normalised: collapse_whitespace, punctuation -> word breaks "
+            "(keeping %$+#&@);") in notes.line("exact")
     line = reading_notes(ClipScore(name="clip", settings={"scale": 2.5}).describe()).line()
     # weights ids are cut to 23 characters (a sha256 id keeps its first 16 hex digits)
     assert line.startswith("2.5 x max(cos, 0) of image and prompt embeddings "

@@ -84,7 +84,116 @@ def test_normalisation_flags():
     assert normalize(t) == "dont panic"
     assert normalize(t, casefold=False) == "Dont PANIC"
     assert normalize(t, strip_punctuation=False) == "don't panic!"
-    assert normalize(t, collapse_whitespace=False) == "  dont\n  panic  "
+    # "!" becomes a word break (separate), so one more space before the collapse
+    assert normalize(t, collapse_whitespace=False) == "  dont\n  panic   "
+    assert normalize(t, strip_punctuation=True, collapse_whitespace=False) == "  dont\n  panic  "
+
+
+@pytest.mark.parametrize("a, b, equal", [
+    ("C++ $5", "C $5", False),        # symbols that carry meaning are kept
+    ("50%", "50", False),
+    ("#1 R&D @home", "1 RD home", False),
+    ("hello,world", "hello world", True),  # punctuation is a word break, not glue
+    ("WET-PAINT!", "wet paint", True),
+    ("Don't", "dont", True),           # an apostrophe inside a word is dropped
+    ("$3.50 at 12:30", "$3.50 at 12:30", True),
+    ("3.50", "3 50", False),           # a decimal point between digits stays
+    ("«Bonjour» – ça va?", "bonjour ça va", True),
+    ("ÉCOLE", "école", True),
+])
+def test_normalisation_keeps_meaningful_symbols_and_separates_punctuation(a, b, equal):
+    assert (normalize(a) == normalize(b)) is equal, (normalize(a), normalize(b))
+
+
+def test_the_issue_cases_score_as_they_read():
+    assert text_scores(normalize("hello world"), normalize("hello,world"))["word_f1"] == 1.0
+    assert text_scores(normalize("C $5"), normalize("C++ $5"))["exact"] == 0.0
+    assert text_scores(normalize("50"), normalize("50%"))["cer"] == pytest.approx(1 / 3)
+    # the former normalisation, on request: everything glued or dropped
+    old = dict(punctuation="drop", keep_symbols="")
+    assert normalize("C++ $5", **old) == normalize("C $5", **old) == "c 5"
+    assert normalize("hello,world", **old) == "helloworld"
+    assert normalize("a.b, c!", punctuation="keep") == "a.b, c!"
+    assert normalize("a+b=c", keep_symbols="=") == "a b=c"
+    with pytest.raises(ValueError, match="punctuation must be one of"):
+        normalize("x", punctuation="strip")
+
+
+@pytest.mark.slow  # importing torchmetrics takes ~20 s on 2 shared cores
+def test_cer_and_edit_distance_match_torchmetrics():
+    tm = pytest.importorskip("torchmetrics.functional.text")
+    pairs = [("wet pant", "wet paint"), ("abcdefgh", "ab"), ("kitten", "sitting"), ("open", "opem 24"),
+             ("c++ $5", "c $5")]
+    for read, target in pairs:
+        got = text_scores(read, target)
+        assert got["cer"] == pytest.approx(float(tm.char_error_rate(read, target)), rel=1e-6)
+        assert levenshtein(read, target) == int(tm.edit_distance([read], [target]))
+
+
+# -- MARIO-Eval definitions -----------------------------------------------------------------------
+
+
+def _mario_reference(pred_lines, gt_words):
+    """MARIO-Eval's per-image step as its script does it: lower-case and strip, remove each
+    predicted word from copies of both lists when found, divide by n + 1e-8, and compare the
+    sorted words joined without separators."""
+    pred = [p.strip().lower() for p in pred_lines]
+    gt = [g.strip().lower() for g in gt_words]
+    pred_left, gt_left = list(pred), list(gt)
+    for p in pred:
+        if p in gt_left:
+            pred_left.remove(p)
+            gt_left.remove(p)
+    prec = (len(pred) - len(pred_left)) / (len(pred) + 1e-8)
+    rec = (len(gt) - len(gt_left)) / (len(gt) + 1e-8)
+    return prec, rec, int("".join(sorted(pred)) == "".join(sorted(gt)))
+
+
+MARIO_CASES = [  # (words read, target words)
+    (["paint", "wet"], ["wet", "paint"]),           # order-free: accuracy 1
+    (["wet"], ["wet", "paint"]),
+    (["the", "the", "cat"], ["the", "cat", "sat"]),
+    ([], ["hello"]),
+    (["open", "24", "hours", "now"], ["open", "24", "hours"]),
+    (["ab", "c"], ["a", "bc"]),                       # joined without separators: MARIO counts it
+]
+
+
+def test_mario_per_image_and_corpus_match_the_reference_script():
+    from harness.metrics.text import mario_corpus, mario_image_scores
+
+    per = []
+    for read, target in MARIO_CASES:
+        got = mario_image_scores(" ".join(read), " ".join(target))
+        p, r, acc = _mario_reference(read, target)
+        assert got["precision"] == pytest.approx(p, abs=1e-7) and got["recall"] == pytest.approx(r, abs=1e-7)
+        assert got["accuracy"] == acc
+        per.append((p, r, acc))
+    corpus = mario_corpus([mario_image_scores(" ".join(a), " ".join(b)) for a, b in MARIO_CASES])
+    mp = sum(x[0] for x in per) / len(per)
+    mr = sum(x[1] for x in per) / len(per)
+    assert corpus["precision"] == pytest.approx(mp, abs=1e-7)
+    assert corpus["recall"] == pytest.approx(mr, abs=1e-7)
+    assert corpus["f1"] == pytest.approx(2 * mp * mr / (mp + mr + 1e-8), abs=1e-7)
+    assert corpus["accuracy"] == pytest.approx(2 / 6)
+
+
+def test_mario_hand_case_differs_from_per_image_means():
+    from harness.metrics.text import mario_corpus, mario_image_scores
+
+    # image 1 reads everything (P=R=1), image 2 reads one of four words and nothing else (P=1, R=1/4)
+    a = mario_image_scores("wet paint", "wet paint")
+    b = mario_image_scores("no", "no parking any time")
+    assert (b["precision"], b["recall"], b["accuracy"]) == (1.0, 0.25, 0.0)
+    c = mario_corpus([a, b])
+    assert c == {"accuracy": 0.5, "precision": 1.0, "recall": 0.625, "f1": pytest.approx(2 * 0.625 / 1.625)}
+    # today's per-image mean of F1: (1 + 0.4) / 2 = 0.7, not MARIO's 0.769...
+    f1s = [word_prf("wet paint", "wet paint")[2], word_prf("no", "no parking any time")[2]]
+    assert sum(f1s) / 2 == pytest.approx(0.7) and c["f1"] == pytest.approx(0.76923, abs=1e-5)
+    # order: exact match fails, MARIO's accuracy does not
+    assert text_scores("paint wet", "wet paint")["exact"] == 0.0
+    assert mario_image_scores("paint wet", "wet paint")["accuracy"] == 1.0
+    assert mario_corpus([]) == dict.fromkeys(["accuracy", "precision", "recall", "f1"])
 
 
 @pytest.mark.parametrize("prompt, spans", [
@@ -114,7 +223,11 @@ def test_settings_are_recorded_with_engine_version():
     d = m.describe()
     assert d["engine"] == "rapidocr" and d["engine_version"].startswith("rapidocr ")
     assert d["min_side"] == 512 and d["upscale_filter"] == "bicubic"
-    assert d["casefold"] is True and d["strip_punctuation"] is True and d["collapse_whitespace"] is True
+    assert d["casefold"] is True and d["collapse_whitespace"] is True
+    assert d["punctuation"] == "separate" and d["keep_symbols"] == "%$+#&@" and "strip_punctuation" not in d
+    assert OCRScore(name="ocr", settings={"keep_symbols": "%"}).settings_hash() != m.settings_hash()
+    with pytest.raises(ConfigError, match=r"punctuation: must be one of separate, drop, keep.*'drop'"):
+        OCRScore(name="ocr", settings={"punctuation": "dropp"})
     assert dict(d["outputs"])["cer"] is False and dict(d["outputs"])["word_f1"] is True
     assert "batch_size" not in d and "workers" not in d  # runtime only
     assert OCRScore(name="ocr", settings={"casefold": False}).settings_hash() != m.settings_hash()
@@ -285,3 +398,27 @@ def test_tesseract_wrong_text_and_blank_score_low():
     (w, wx), (b, bx) = out
     assert w["exact"] == 0.0 and w["word_f1"] == 0.0 and w["cer"] >= 0.75, wx
     assert b["exact"] == 0.0 and b["cer"] == 1.0 and bx["read"] == ""
+
+
+@needs_rapidocr
+def test_mario_mode_end_to_end_with_rapidocr():
+    from harness.metrics.ocr import MarioOCR
+    from harness.metrics.text import mario_corpus, mario_image_scores
+
+    m = MarioOCR(name="ocr_mario")
+    m.engine = _metric().engine  # the same engine (loaded once for this module)
+    d = m.describe()
+    assert d["metric"] == "ocr_mario" and d["per"] == "set" and d["punctuation"] == "keep"
+    items = [
+        ScoreInput("a", "m", _render("WET PAINT", "default", 56, (512, 256)), {"text": 'a sign "paint wet"'}),
+        ScoreInput("b", "m", _render("NO PARKING", "default", 48, (512, 256)),
+                   {"text": "x", "expected_text": "NO PARKING AT ANY TIME"}),
+        ScoreInput("c", "m", Image.new("RGB", (64, 64), "white"), {"text": "no target"}),
+    ]
+    value, extra = m.score_set(items)
+    want = mario_corpus([mario_image_scores("wet paint", "paint wet"),
+                         mario_image_scores("no parking", "no parking at any time")])
+    assert value == pytest.approx(want) and value["accuracy"] == 0.5
+    assert extra["n_scored"] == 2 and extra["skips"] == {"no target text": 1} and "skipped" not in extra
+    notes = __import__("harness.metrics.base", fromlist=["reading_notes"]).reading_notes(d)
+    assert "2PR / (P + R)" in notes.line("f1")

@@ -34,8 +34,15 @@ def store_copy(tmp_path):
 
 
 def test_old_store_reads_back_as_typed_rows(store_copy):
+    import sqlite3
+    from contextlib import closing
+
+    from harness.store.db import migrations
+
+    with closing(sqlite3.connect(store_copy / "harness.sqlite")) as raw:  # as the old main wrote it
+        assert raw.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0] == 4
     s = Store(store_copy, create=False)
-    assert s.schema_version() == 4
+    assert s.schema_version() == migrations()[-1][0]  # newer migrations applied on opening
 
     (run,) = s.runs()
     assert isinstance(run, Run) and run == s.run(RUN)
@@ -70,6 +77,7 @@ def test_old_store_reads_back_as_typed_rows(store_copy):
     assert [r.name for r in raters] == ["ada", "bob"] and all(isinstance(r, Rater) for r in raters)
     ada, bob = raters
     assert not ada.is_admin and not ada.excluded and ada.email is None
+    assert ada.revoked_at is None and ada.token_expires_at is None  # columns added since v4
     assert bob.is_admin is True and bob.email == "bob@example.org"
     assert s.rater_by_email("BOB@example.org") == bob
     assert s.rater_by_name("ada") == ada

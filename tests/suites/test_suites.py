@@ -322,7 +322,8 @@ def test_every_reader_module_registers_its_format():
     from harness.suites import formats
 
     found = formats()
-    assert list(found) == ["harness", "drawbench", "geneval", "partiprompts", "t2i-compbench"]
+    assert list(found) == ["harness", "drawbench", "dsg", "genai-bench", "geneval", "geneval2",
+                           "imgedit", "partiprompts", "t2i-compbench", "tifa"]
     assert all(r.description for r in found.values())
     assert "github.com/djghosh13/geneval" in found["geneval"].source and not found["harness"].source
 
@@ -439,7 +440,11 @@ def test_every_builtin_file_has_a_config():
 PUBLIC_FIXTURES = {"drawbench": ("HARNESS_DRAWBENCH", DATA / "drawbench.csv"),
                    "geneval": ("HARNESS_GENEVAL", DATA / "evaluation_metadata.jsonl"),
                    "t2i-compbench": ("HARNESS_T2I_COMPBENCH", DATA / "t2i-compbench"),
-                   "partiprompts": ("HARNESS_PARTIPROMPTS", PARTI)}
+                   "partiprompts": ("HARNESS_PARTIPROMPTS", PARTI),
+                   "tifa": ("HARNESS_TIFA", DATA / "tifa_v1.0_question_answers.json"),
+                   "dsg": ("HARNESS_DSG", DATA / "dsg-1k-anns.csv"),
+                   "geneval2": ("HARNESS_GENEVAL2", DATA / "geneval2_data.jsonl"),
+                   "genai-bench": ("HARNESS_GENAI_BENCH", DATA / "genai-bench" / "genai_image.json")}
 
 
 @pytest.mark.parametrize("config", sorted(p.stem for p in CONF.glob("*.yaml")))

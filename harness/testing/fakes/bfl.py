@@ -65,6 +65,22 @@ def _bfl_invalid(field_: str, msg: str, value: Any) -> Reply:
                                    "input": value}]})
 
 
+def _is_image_ref(value: Any) -> bool:
+    """A URL, or base64 that decodes to PNG/JPEG/WebP bytes."""
+    import base64
+    import binascii
+
+    if not isinstance(value, str) or not value:
+        return False
+    if value.startswith(("http://", "https://")):
+        return True
+    try:
+        data = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return data[:8] == b"\x89PNG\r\n\x1a\n" or data[:3] == b"\xff\xd8\xff" or data[8:12] == b"WEBP"
+
+
 def _bfl_submit(fake: FakeProviders, req: Request) -> Reply:
     model = req.params["model"]
     if model not in BFL_MODELS:
@@ -89,6 +105,11 @@ def _bfl_submit(fake: FakeProviders, req: Request) -> Reply:
     if body.get("output_format", "jpeg") not in ("jpeg", "png"):
         return _bfl_invalid("output_format", "Input should be 'jpeg' or 'png'",
                             body.get("output_format"))
+    # Image editing (FLUX.2, Kontext): input_image is a URL or a base64-encoded image.
+    src = body.get("input_image")
+    if src is not None and not _is_image_ref(src):
+        return _bfl_invalid("input_image", "Input should be a URL or a base64-encoded image",
+                            str(src)[:40])
     job = fake.new_job("bfl", body["prompt"], dict(body) | {"model": model})
     return Reply(200, {"id": job.id, "polling_url": f"{fake.url}/v1/get_result?id={job.id}"})
 

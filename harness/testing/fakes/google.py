@@ -181,6 +181,19 @@ def _google_generate_content(fake: FakeProviders, req: Request) -> Reply:
     prompt = _contents_prompt(req)
     if not prompt:
         return _google_bad("* GenerateContentRequest.contents: contents is not specified")
+    for c in body.get("contents") or []:  # image inputs (editing): base64 image bytes
+        for part in (c.get("parts") or []) if isinstance(c, dict) else []:
+            blob = part.get("inlineData") or part.get("inline_data") if isinstance(part, dict) else None
+            if blob is None:
+                continue
+            mime = blob.get("mimeType") or blob.get("mime_type") or ""
+            try:
+                data = base64.b64decode(blob.get("data") or "", validate=True)
+            except (ValueError, TypeError):
+                data = b""
+            if not mime.startswith("image/") or not data:
+                return _google_bad("Unable to process input image. Please retry or report in "
+                                   "https://developers.generativeai.google/guide/troubleshooting")
     gc = body.get("generationConfig") or {}
     modalities = [str(m).upper() for m in gc.get("responseModalities") or ["TEXT"]]
     ar = (gc.get("imageConfig") or {}).get("aspectRatio", "1:1")

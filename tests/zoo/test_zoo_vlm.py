@@ -1,0 +1,82 @@
+"""harness zoo train toy-vlm: a few steps into a temporary zoo, resumed, saved as a standard
+folder that the vqascore metric loads like a hub model; the fast training inputs equal the
+processor's; the shipped toy VLM (when trained) answers held-out questions."""
+
+import json
+
+import numpy as np
+import pytest
+
+from harness.zoo import train as T
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.slow  # trains (a few steps) and loads real models: ~30 s on 2 cores
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory):
+    import os
+
+    root = tmp_path_factory.mktemp("zoo")
+    os.environ["HARNESS_ZOO_CACHE"] = str(tmp_path_factory.mktemp("zoo-cache"))
+    with pytest.raises(T.ZooError, match="needs toy-clip first"):
+        T.train("toy-vlm", steps=2, out=root, threads=1, evaluate=False, data=64, log=lambda *_: None)
+    (root / "toy-clip").symlink_to(T.ZOO_DIR / "toy-clip", target_is_directory=True)
+    T.train("toy-vlm", steps=2, out=root, threads=1, evaluate=False, data=64, log=lambda *_: None)
+    return root
+
+
+def test_trains_resumes_and_loads_through_the_metric(zoo):
+    from harness.metrics.base import ScoreInput
+    from harness.metrics.vqa import VQAScore
+    from harness.toyworld import world
+
+    T.train("toy-vlm", steps=3, out=zoo, threads=1, evaluate=False, data=64, log=lambda *_: None)
+    prog = json.loads((zoo / "toy-vlm" / "training.json").read_text())
+    assert [s["steps"] for s in prog["sessions"]] == [[0, 2], [2, 3]]
+    card = (zoo / "toy-vlm" / "README.md").read_text()
+    assert "LLaVA" in card and "harness zoo train toy-vlm" in card
+    cfg = json.loads((zoo / "toy-vlm" / "config.json").read_text())
+    assert cfg["architectures"] == ["LlavaForConditionalGeneration"]
+    scene = next(iter(world.scenes("eval", 1)))
+    m = VQAScore(name="v", settings={"checkpoint": str(zoo / "toy-vlm"), "device": "cpu"})
+    (v, extra), = m.score_images([ScoreInput("k", "m", world.render(scene), {"text": world.caption(scene)})])
+    assert 0 < v < 1 and extra["yes_token"][1] == "Yes"
+
+
+def test_vision_tower_starts_from_the_toy_clip(zoo):
+    from transformers import AutoModelForImageTextToText, CLIPModel
+
+    clip = CLIPModel.from_pretrained(T.ZOO_DIR / "toy-clip")
+    vlm_model = AutoModelForImageTextToText.from_pretrained(zoo / "toy-vlm")
+    a = clip.vision_model.embeddings.patch_embedding.weight
+    b = vlm_model.model.vision_tower.embeddings.patch_embedding.weight
+    assert a.shape == b.shape and float((a - b).detach().abs().max()) < 0.05  # 3 steps away from the CLIP
+
+
+def test_fast_qwen_training_inputs_equal_the_processor(tmp_path):
+    import random
+
+    from harness.toyworld import questions, world
+    from harness.zoo import vlm
+
+    _, proc = vlm.build("qwen2_vl", vlm.words_of(questions.all_question_texts()), image_size=64)
+    scenes = list(world.scenes("train", 6))
+    images = np.stack([np.asarray(world.render(s)) for s in scenes])
+    rng = random.Random(1)
+    qs = [questions.training_question(rng, s)[0] for s in scenes]
+    vlm.QwenBatcher(proc).verify(images, qs)  # raises on any difference
+    # And a question the tokenizer does not know word for word still maps to <unk>, not an error.
+    assert proc.tokenizer.unk_token_id in proc.tokenizer("Is there a zebra?").input_ids
+
+
+@pytest.mark.skipif(not (T.ZOO_DIR / "toy-vlm" / "training.json").exists()
+                    or json.loads((T.ZOO_DIR / "toy-vlm" / "training.json").read_text())["step"] < 1000,
+                    reason="toy-vlm not trained")
+def test_shipped_toy_vlm_answers_held_out_questions():
+    from harness.zoo.evaluate import vlm_quality
+
+    # Regression guard under the shipped model's card figures (0.843 and 0.804 on n=300): the
+    # issue's bars (0.90 / 0.95, benchmarks/vlm_quality.py) need more training.
+    res = vlm_quality(T.ZOO_DIR / "toy-vlm", "cpu", n=96)
+    assert res["vlm_question_agreement"] >= 0.75 and res["vlm_vqascore_auc"] >= 0.7
