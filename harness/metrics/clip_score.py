@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError, did_you_mean
-from harness.metrics.base import Metric, ReadingNotes, ScoreInput, as_rgb
-from harness.metrics.prefetch import batched, prefetch_map, resolve_workers
+from harness.metrics.base import Metric, ReadingNotes, ScoreInput
+from harness.metrics.prefetch import prepared_groups, resolve_workers
 from harness.toyworld.paths import resolve_path
 
 log = logging.getLogger(__name__)
@@ -189,24 +189,9 @@ class ClipScore(Metric):
         if todo:
             m = self._load()
 
-            def prep(entry: tuple[int, str]) -> tuple[int, Any, str, str | None]:
-                i, text = entry
-                try:
-                    return i, m.preprocess(as_rgb(items[i].image)), text, None
-                except Exception as e:  # a corrupt file: recorded, the other images still count
-                    return i, None, text, f"unreadable image: {type(e).__name__}: {e}"
-
-            # One image per task on the pool, up to two model batches ahead: decoding and resizing
-            # overlap the forward pass.
-            ready = prefetch_map(prep, todo, workers=self.workers,
-                                 ahead=2 * self.model_batch + self.workers, name="clip-prep")
-            for group in batched(ready, self.model_batch):
-                for i, _, _, reason in group:
-                    if reason is not None:
-                        out[i] = (None, {"skipped": reason})
-                good = [(i, px, text) for i, px, text, reason in group if reason is None]
-                if not good:
-                    continue
+            for good in prepared_groups(m.preprocess, todo, lambda i: items[i].image, out,
+                                        workers=self.workers, model_batch=self.model_batch,
+                                        name="clip-prep"):
                 tokens, truncated = m.tokenize([text for _, _, text in good])
                 with torch.inference_mode():
                     img = m.encode_image(torch.stack([px for _, px, _ in good]).to(m.device))

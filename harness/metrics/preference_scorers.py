@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from harness.errors import ConfigError
 from harness.metrics.base import Metric, ReadingNotes, ScoreInput, as_rgb
@@ -52,9 +52,15 @@ class _CLIPPreference(Metric):
         self._m: Any = None
         self._weights: str | None = None
 
+    hub_setting: ClassVar[str] = "model"
+    """The setting naming the weights on the hub when no local checkpoint is set."""
+
     def weights_id(self) -> str:
         """``sha256:<hex>`` of the local weights, else the hub id / tag that names them."""
-        raise NotImplementedError
+        s = self.settings
+        if s["checkpoint"] is not None:
+            return "sha256:" + weights_sha256(resolve_path(s["checkpoint"]))
+        return f"hf:{s[self.hub_setting]}"
 
     def identity(self) -> dict[str, Any]:
         if self._weights is None:
@@ -127,12 +133,6 @@ class PickScore(_CLIPPreference):
     image processor. checkpoint: a local save_pretrained folder holding the model (and, when it
     has them, the processor files) used instead of both hub ids."""
 
-    def weights_id(self) -> str:
-        s = self.settings
-        if s["checkpoint"] is not None:
-            return "sha256:" + weights_sha256(resolve_path(s["checkpoint"]))
-        return f"hf:{s['model']}"
-
     def how_to_read(self, identity: Mapping[str, Any]) -> ReadingNotes:
         """Scale, and that it ranks images of one prompt."""
         return ReadingNotes(lines={"": (
@@ -201,11 +201,7 @@ class HPSv2(_CLIPPreference):
     """model: open_clip architecture. checkpoint: the local HPS checkpoint file. hub_file:
     ``org/repo/file`` fetched from the hub when checkpoint is not set."""
 
-    def weights_id(self) -> str:
-        s = self.settings
-        if s["checkpoint"] is not None:
-            return "sha256:" + weights_sha256(resolve_path(s["checkpoint"]))
-        return f"hf:{s['hub_file']}"
+    hub_setting = "hub_file"
 
     def how_to_read(self, identity: Mapping[str, Any]) -> ReadingNotes:
         """Scale, and that it is comparable only within a prompt."""

@@ -76,3 +76,30 @@ def batched(results: Iterable[R], size: int) -> Iterator[list[R]]:
             batch = []
     if batch:
         yield batch
+
+
+def prepared_groups(prepare: Callable[[Any], Any], todo: Iterable[tuple[int, str]],
+                    images: Callable[[int], Any], out: Any, *, workers: int,
+                    model_batch: int, name: str) -> Iterator[list[tuple[int, Any, str]]]:
+    """Groups of up to ``model_batch`` ``(index, prepared image, text)`` for a model that scores
+    an image against a text, prepared on ``workers`` threads up to two batches ahead (decoding
+    and resizing overlap the forward pass). ``images(i)`` is the i-th image source and
+    ``prepare`` turns it into the model's input; an image that cannot be read is recorded in
+    ``out[i]`` as ``(None, {"skipped": reason})`` and the others still count."""
+    from harness.metrics.base import as_rgb
+
+    def prep(entry: tuple[int, str]) -> tuple[int, Any, str, str | None]:
+        i, text = entry
+        try:
+            return i, prepare(as_rgb(images(i))), text, None
+        except Exception as e:  # a corrupt file: recorded, the other images still count
+            return i, None, text, f"unreadable image: {type(e).__name__}: {e}"
+
+    ready = prefetch_map(prep, todo, workers=workers, ahead=2 * model_batch + workers, name=name)
+    for group in batched(ready, model_batch):
+        for i, _, _, reason in group:
+            if reason is not None:
+                out[i] = (None, {"skipped": reason})
+        good = [(i, x, text) for i, x, text, reason in group if reason is None]
+        if good:
+            yield good

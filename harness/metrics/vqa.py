@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError, did_you_mean
-from harness.metrics.base import Metric, ReadingNotes, ScoreInput, as_rgb
+from harness.metrics.base import Metric, ReadingNotes, ScoreInput
 from harness.metrics.clip_score import ModelUnavailable, pick_device, weights_sha256
-from harness.metrics.prefetch import batched, prefetch_map, resolve_workers
+from harness.metrics.prefetch import prepared_groups, resolve_workers
 from harness.toyworld.paths import resolve_path
 
 log = logging.getLogger(__name__)
@@ -288,23 +288,9 @@ class VQAScore(Metric):
                 todo.append((i, self.question(text)))
         if todo:
             j = self.judge()
-
-            def prep(entry: tuple[int, str]) -> tuple[int, Any, str, str | None]:
-                i, q = entry
-                try:
-                    return i, as_rgb(items[i].image), q, None
-                except Exception as e:  # a corrupt file: recorded, the other images still count
-                    return i, None, q, f"unreadable image: {type(e).__name__}: {e}"
-
-            ready = prefetch_map(prep, todo, workers=self.workers,
-                                 ahead=2 * self.model_batch + self.workers, name="vqa-prep")
-            for group in batched(ready, self.model_batch):
-                for i, _, _, reason in group:
-                    if reason is not None:
-                        out[i] = (None, {"skipped": reason})
-                good = [(i, im, q) for i, im, q, reason in group if reason is None]
-                if not good:
-                    continue
+            for good in prepared_groups(lambda im: im, todo, lambda i: items[i].image, out,
+                                        workers=self.workers, model_batch=self.model_batch,
+                                        name="vqa-prep"):
                 two, full = j.p_yes([im for _, im, _ in good], [q for _, _, q in good])
                 for (i, _, q), p, pf in zip(good, two, full, strict=True):
                     out[i] = (p, {"question": q, "p_yes_vocab": pf, "yes_token": [j.yes_id, j.yes_token],

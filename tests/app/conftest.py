@@ -60,3 +60,4 @@ def build_toy_run(root, *, prompts: int = 5, samples: int = 2) -> str:
                                     f"suite.limit={prompts}",
                                     f"samples={samples}", "run.name=rate", f"store.root={root}"]))
     return res["run_id"]
+

@@ -3,15 +3,10 @@ models; sign in, ten votes by keyboard and mouse with a reload half-way, and no 
 anywhere in the page, its image URLs, its websocket frames or its PNG chunks; a token revoked
 mid-session, two tabs answering one pair differently, a phone screen, numpad keys."""
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 
 import pytest
+from rate_server import rate_server
 
 from harness.store import Store
 
@@ -20,12 +15,6 @@ pytestmark = pytest.mark.browser
 ADMIN = "browser-admin-token"
 KEYS = {"left": "1", "right": "2", "tie": "3", "both_bad": "4"}
 LABELS = {"left": "Left is better", "right": "Right is better", "tie": "Tie", "both_bad": "Both bad"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -43,38 +32,9 @@ def toy_store(tmp_path_factory, model_cache):
 
 @pytest.fixture(scope="module")
 def server(toy_store, tmp_path_factory):
-    port = free_port()
-    log = (tmp_path_factory.mktemp("rate-log") / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from harness.cli import main; sys.exit(main())",
-         "rate", f"store.root={toy_store.root}", "run.name=rate",
-         "--port", str(port), "--admin-token", ADMIN, "--repeat-every", "4", "--gold-every", "0",
-         "--seed", "11"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                with open(log.name) as f:
-                    pytest.fail(f"'harness rate' did not start: {f.read()[-2000:]}")
-            time.sleep(0.3)
+    with rate_server(toy_store.root, tmp_path_factory.mktemp("rate-log"), "rate", ADMIN,
+                     "--repeat-every", "4", "--gold-every", "0", "--seed", "11") as url:
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)  # the CLI and the Streamlit server it started
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
 
 
 def identity_words(store: Store) -> list[str]:

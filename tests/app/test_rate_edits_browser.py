@@ -2,25 +2,14 @@
 preset shows the source image, the instruction and the two edits, and nothing that names a
 model (page text, image URLs and alt texts)."""
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 
 import pytest
+from rate_server import rate_server
 
 from harness.store import Store
 
 pytestmark = pytest.mark.browser
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -38,37 +27,9 @@ def edit_store(tmp_path_factory, model_cache):
 
 @pytest.fixture(scope="module")
 def server(edit_store, tmp_path_factory):
-    port = _free_port()
-    log = (tmp_path_factory.mktemp("rate-edits-log") / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from harness.cli import main; sys.exit(main())",
-         "rate", f"store.root={edit_store.root}", "run.name=edits", "--port", str(port),
-         "--admin-token", "edits-admin-token", "--gold-every", "0", "--seed", "3"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                with open(log.name) as f:
-                    pytest.fail(f"'harness rate' did not start: {f.read()[-2000:]}")
-            time.sleep(0.3)
+    with rate_server(edit_store.root, tmp_path_factory.mktemp("rate-edits-log"), "edits",
+                     "edits-admin-token", "--gold-every", "0", "--seed", "3") as url:
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
 
 
 def test_rater_sees_source_instruction_and_two_edits_and_no_model(chromium, server, edit_store):
