@@ -38,8 +38,10 @@ SUBCOMMANDS = {
     "raters": ("harness.app.cli:raters_main", "invite raters ('raters add NAME' prints a token), list, "
                                               "revoke, rotate"),
     "fake-providers": ("harness.testing.fakes.cli", "serve the fake provider APIs on 127.0.0.1 (demos)"),
+    "suite": ("harness.suites.cli", "'suite questions suite=NAME': an LLM writes DSG-style questions "
+                                    "for prompts lacking them"),
 }
-CONFIGURED = ("rate", "raters")
+CONFIGURED = ("rate", "raters", "suite")
 """Subcommands whose ``key=value`` arguments are config overrides: composed here, and the entry
 point is called as ``entry(options, cfg)`` (the app sits below this layer and never composes)."""
 

@@ -209,6 +209,26 @@ class CheckConfig:
     only); false: only the offline checks (key present, price, estimate)."""
 
 
+@dataclass
+class QuestionGenConfig:
+    """``harness suite questions``: the LLM that writes DSG-style questions for prompts lacking them."""
+
+    provider: str = "openai"
+    """Who serves the model: openai (Chat Completions; any compatible server via base_url)."""
+    model: str = "gpt-5.4-mini"
+    """Model name; the installed openai SDK's list says which are current or shut down."""
+    base_url: str | None = None
+    """API root (None: OpenAI's); e.g. http://127.0.0.1:8000/v1 for a local compatible server."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Environment variable holding the API key (the key is never written anywhere)."""
+    workers: int = 4
+    """Calls in flight at once."""
+    timeout_s: float = 120.0
+    """Seconds to wait for one answer."""
+    max_retries: int = 2
+    """The SDK's retries of connection errors, 429 and 5xx, with backoff."""
+
+
 COMMANDS = ("run", "generate", "score", "report", "export", "list", "cost", "check")
 
 
@@ -225,6 +245,7 @@ class RootConfig:
     export: ExportConfig = field(default_factory=ExportConfig)
     cost: CostConfig = field(default_factory=CostConfig)
     check: CheckConfig = field(default_factory=CheckConfig)
+    question_gen: QuestionGenConfig = field(default_factory=QuestionGenConfig)
 
 
 GROUPS = {"suite": SuiteConfig, "store": StoreConfig, "executor": ExecutorConfig}

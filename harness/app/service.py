@@ -72,6 +72,24 @@ class Shown:
     instruction."""
 
 
+def edit_of(prompt: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(source image path, instruction to show) of an instruction edit, else (None, None). An
+    ``edit_image`` control is the source of an edit whose prompt is its instruction; a prompt
+    carrying ``meta.instruction`` with an ``init_image`` (an SDEdit edit: img2img denoised with
+    the target caption, as suite=toy-editing does) is an edit of that image, shown with the
+    instruction rather than the caption it was generated with."""
+    controls = prompt.get("controls") or ()
+    src = next((c["path"] for c in controls if c.get("kind") == "edit_image" and c.get("path")), None)
+    if src is not None:
+        return src, None
+    instruction = (prompt.get("meta") or {}).get("instruction")
+    if instruction:
+        src = next((c["path"] for c in controls if c.get("kind") == "init_image" and c.get("path")), None)
+        if src is not None:
+            return src, str(instruction)
+    return None, None
+
+
 class RatingService:
     """Rating on one run of one store; safe to share between the app's threads."""
 
@@ -111,9 +129,13 @@ class RatingService:
         run_prompts = self.store.run_prompts(self.run_id)
         self.prompts = {pid: p.get("text", "") for pid, p in run_prompts.items()}
         # Instruction edits: the source image each prompt's edits started from.
-        self.sources = {pid: c["path"] for pid, p in run_prompts.items()
-                        for c in p.get("controls") or () if c.get("kind") == "edit_image"
-                        and c.get("path")}
+        self.sources = {}
+        for pid, p in run_prompts.items():
+            src, instruction = edit_of(p)
+            if src is not None:
+                self.sources[pid] = src
+                if instruction:  # an SDEdit prompt's text is the target caption: show the instruction
+                    self.prompts[pid] = instruction
         self.models = sorted({it.model for it in self.items.values()})
         self._rebuild()
         if self.settings.mode == "adaptive":

@@ -22,7 +22,15 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.generators.controls import file_sha256
-from harness.generators.diffusers_options import DTYPES, DiffusersOptions, Where, env_true, hub_offline
+from harness.generators.diffusers_options import (
+    DTYPES,
+    DiffusersOptions,
+    Where,
+    env_true,
+    hub_offline,
+    looks_like_path,
+)
+from harness.toyworld.paths import resolve_path
 from harness.types import canonical_json
 
 log = logging.getLogger(__name__)
@@ -176,6 +184,68 @@ class HubModel:
                             "need `hf auth login` and accepted terms.")
 
 
+def component_folder(model_id: str) -> Path | None:
+    """The local folder an options.components entry names; None for a hub id."""
+    path = resolve_path(model_id)
+    if path.is_dir():
+        return path.absolute()
+    if looks_like_path(model_id):
+        return path  # missing: load_components says so
+    return None
+
+
+def load_components(o: DiffusersOptions, dtype: Any, cache: Path,
+                    where: Where) -> dict[str, Any]:
+    """Load options.components (parts kept outside the model folder, such as HiDream-I1's
+    Llama text encoder) in the run's dtype, keyed by component name for ``from_pretrained``.
+
+    Raises:
+        ConfigError: unknown class or missing local folder.
+        RuntimeError: a hub download failed (offline, gated, not found), with the fix.
+    """
+    import diffusers
+    import transformers
+
+    out: dict[str, Any] = {}
+    for name, spec in (o.components or {}).items():
+        at = f"options.components.{name}"
+        cls = getattr(transformers, spec["class"], None) or getattr(diffusers, spec["class"], None)
+        if not isinstance(cls, type) or not hasattr(cls, "from_pretrained"):
+            raise ConfigError(f"{where(at + '.class')}: {spec['class']!r} is not a transformers "
+                              "or diffusers class with from_pretrained (LlamaForCausalLM, "
+                              "AutoTokenizer, T5EncoderModel ...).")
+        kwargs: dict[str, Any] = {}
+        if issubclass(cls, transformers.PreTrainedModel):
+            kwargs["dtype"] = dtype
+        elif issubclass(cls, diffusers.ModelMixin):
+            kwargs[dtype_kwarg()] = dtype
+        if spec.get("subfolder"):
+            kwargs["subfolder"] = spec["subfolder"]
+        folder = component_folder(spec["model_id"])
+        if folder is not None:
+            if not folder.is_dir():
+                raise ConfigError(f"{where(at + '.model_id')}: local folder "
+                                  f"{spec['model_id']!r} does not exist.")
+            with no_load_bars():
+                out[name] = cls.from_pretrained(str(folder), local_files_only=True, **kwargs)
+            continue
+        try:
+            with no_load_bars():
+                out[name] = cls.from_pretrained(
+                    spec["model_id"], revision=spec.get("revision"), cache_dir=str(cache),
+                    local_files_only=hub_offline(o), **kwargs)
+        except OSError as e:  # hub errors (not found, offline, gated, HTTP) are OSErrors
+            rev = f" --revision {spec['revision']}" if spec.get("revision") else ""
+            raise RuntimeError(
+                f"{where(at + '.model_id')}: cannot load {spec['model_id']!r}: "
+                f"{type(e).__name__}: {str(e).rstrip('.')}. Gated models (Meta's Llama) need "
+                f"accepted terms on the hub page and `hf auth login`; offline, download it first "
+                f"with `hf download "
+                f"{spec['model_id']}{rev} --cache-dir {cache}` or point "
+                f"{where(at + '.model_id')} at a local folder.") from e
+    return out
+
+
 def load_pipeline(path: Path | None, hub: HubModel, o: DiffusersOptions,
                   where: Where) -> tuple[Any, str, Any]:
     """Load the pipeline from ``path`` (a local folder) or the hub, apply the run options and
@@ -193,10 +263,12 @@ def load_pipeline(path: Path | None, hub: HubModel, o: DiffusersOptions,
         kwargs["variant"] = o.variant
     if importlib.util.find_spec("accelerate") is None:
         kwargs["low_cpu_mem_usage"] = False  # what diffusers falls back to, minus its warning
+    kwargs.update(load_components(o, dtype, hub.cache_dir, where))
     if path is not None:
         with no_load_bars():
             pipe = DiffusionPipeline.from_pretrained(
-                str(path), local_files_only=True, **null_components(path), **kwargs)
+                str(path), local_files_only=True,
+                **{**null_components(path), **kwargs})
     else:
         offline = hub_offline(o)
         try:

@@ -34,6 +34,7 @@ from harness.generators.diffusers_families import check_hub_id
 from harness.generators.diffusers_loading import (
     HubModel,
     call_params,
+    component_folder,
     folder_fingerprint,
     load_pipeline,
     png,
@@ -162,6 +163,9 @@ class DiffusersGenerator(Generator):
             if "adapters" in extra:
                 raise ConfigError(f"{self._where('params.extra.adapters')}: set by the harness "
                                   "from options.controlnet / options.ip_adapter.")
+            if "components" in extra:
+                raise ConfigError(f"{self._where('params.extra.components')}: set by the "
+                                  "harness from options.components.")
             if self._loras:
                 loras = []
                 for spec in self._loras:
@@ -175,6 +179,18 @@ class DiffusersGenerator(Generator):
                     adapters[name] = adapter_identity(spec, self._adapter_folder(name))
             if adapters:
                 extra["adapters"] = adapters
+            if self.options.components:
+                # Parts loaded from outside the model folder change every image too. A built
+                # tiny model may hold them (its stand-in Llama): build it first.
+                self.fingerprint()
+                idents = {}
+                for name, spec in self.options.components.items():
+                    folder = component_folder(spec["model_id"])
+                    if folder is not None and not folder.is_dir():
+                        raise ConfigError(f"{self._where(f'options.components.{name}.model_id')}: "
+                                          f"local folder {spec['model_id']!r} does not exist.")
+                    idents[name] = adapter_identity(spec, folder)
+                extra["components"] = idents
             self._request_params = extra
         return dict(self._request_params)
 
@@ -329,7 +345,9 @@ class DiffusersGenerator(Generator):
                                     self._default("guidance_scale"))
             overlay = info.pop("_overlay", None)
             start = time.perf_counter()
-            images = pipe(**kwargs).images
+            out = pipe(**kwargs)
+            # Kandinsky 5's image pipelines name the field ``image``; the rest ``images``.
+            images = out.images if hasattr(out, "images") else out.image
             if overlay:
                 images = [ctl.overlay(im, init, mask)
                           for im, init, mask in zip(images, *overlay, strict=True)]

@@ -46,11 +46,13 @@ CONTROLNET_KEYS = ("model_id", "revision", "subfolder", "variant", "type", "buil
 IP_ADAPTER_KEYS = ("model_id", "revision", "subfolder", "weight_name", "image_encoder_folder",
                    "build")
 LORA_KEYS = ("path_or_id", "weight_name", "scale", "revision")
+COMPONENT_KEYS = ("model_id", "class", "revision", "subfolder")
 
-HARNESS_PARAMS = ("loras", "adapters")
+HARNESS_PARAMS = ("loras", "adapters", "components")
 """params.extra keys the generator reads itself instead of passing them to the pipeline:
-``loras`` (set in the model config) and ``adapters`` (ControlNet / IP-Adapter identity, added by
-:meth:`DiffusersGenerator.request_params`)."""
+``loras`` (set in the model config), ``adapters`` (ControlNet / IP-Adapter identity) and
+``components`` (identity of options.components), both added by
+:meth:`DiffusersGenerator.request_params`."""
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -103,6 +105,12 @@ class DiffusersOptions:
     or a diffusers attention backend name (``native``, ``flash``, ``_native_math`` ...)."""
     channels_last: bool = False
     """Store U-Net and VAE weights channels-last (often faster convolutions on CUDA)."""
+    components: Mapping[str, Any] | None = None
+    """Pipeline parts kept outside the model folder, loaded separately and passed to
+    ``from_pretrained``: {component name: {model_id (hub id or folder), class (a transformers
+    or diffusers class name, e.g. LlamaForCausalLM, AutoTokenizer), revision, subfolder}}.
+    HiDream-I1 needs its Llama text encoder and tokenizer this way. Their identity goes into
+    every request (params.components)."""
 
 
 def looks_like_path(model_id: str) -> bool:
@@ -163,6 +171,36 @@ def check_options(o: DiffusersOptions, where: Where) -> None:
             raise ConfigError(f"{at}.type: {spec.get('type')!r}."
                               f"{did_you_mean(str(spec.get('type')), CONTROL_TYPES)}")
         setattr(o, name, spec)
+    check_components(o, where)
+
+
+def check_components(o: DiffusersOptions, where: Where) -> None:
+    """Check options.components (see :class:`DiffusersOptions`) and make it plain dicts; the
+    classes are looked up when the model loads."""
+    if o.components is None:
+        return
+    at = where("options.components")
+    if not isinstance(o.components, Mapping):
+        raise ConfigError(f"{at}: expected a mapping {{component name: {{model_id, class}}}}, "
+                          f"got {o.components!r}.")
+    out = {}
+    for name, spec in o.components.items():
+        if not isinstance(spec, Mapping):
+            raise ConfigError(f"{at}.{name}: expected a mapping {{model_id, class, revision, "
+                              f"subfolder}}, got {spec!r}.")
+        spec = dict(spec)
+        for k in spec:
+            if k not in COMPONENT_KEYS:
+                raise ConfigError(f"{at}.{name}: unknown key {k!r}."
+                                  f"{did_you_mean(str(k), COMPONENT_KEYS)}")
+        for k in ("model_id", "class"):
+            if not isinstance(spec.get(k), str) or not spec[k]:
+                raise ConfigError(f"{at}.{name}.{k}: required; give "
+                                  + ("a hub id or a local folder." if k == "model_id" else
+                                     "a transformers or diffusers class name (LlamaForCausalLM, "
+                                     "AutoTokenizer ...)."))
+        out[str(name)] = spec
+    o.components = out
 
 
 def check_build(o: DiffusersOptions, where: Where) -> None:

@@ -37,7 +37,9 @@ BASE_ARCHS = ("sd15", "sd3", "sdxl", "flux")
 
 ARCHS = (*BASE_ARCHS, *FAMILY_PIPELINES)
 """Architectures :func:`build_tiny_pipeline` knows: the base ones, today's families (FLUX.2,
-FLUX.2 [klein], Qwen-Image, Z-Image, Chroma, Lumina-Image 2, CogView4; built by
+FLUX.2 [klein], Qwen-Image, Z-Image, Chroma, Lumina-Image 2, CogView4, SANA-Sprint, BRIA 3.2,
+Kandinsky 5, HunyuanImage 2.1, HiDream-I1, Qwen-Image 2.1, Ovis-Image, NucleusMoE-Image,
+GLM-Image; built by
 :mod:`~harness.generators.tiny_families`) and the instruction-editing pipelines (FLUX.1
 Kontext, Qwen-Image-Edit, InstructPix2Pix)."""
 

@@ -1,11 +1,12 @@
 """Offline tokenizers and processors for the tiny random pipelines of today's model families.
 
-The real families encode prompts with large language models (Qwen2.5-VL, Qwen3, Mistral-3,
-Gemma-2, GLM) whose tokenizers are hub downloads. The tiny pipelines get byte-level BPE
-tokenizers with no merges instead (every byte of the UTF-8 prompt is one token, so nothing is
-unknown), wrapped in the tokenizer class each pipeline's ``__init__`` names and carrying the
-special tokens and a chat template in the family's own shape: the pipeline code (chat
-templates, dropped template prefixes, padding to ``max_length``) runs unchanged.
+The real families encode prompts with large language models (Qwen2.5-VL, Qwen3, Qwen3-VL,
+Mistral-3, Gemma-2, GLM, Llama 3) and CLIP, whose tokenizers are hub downloads. The tiny
+pipelines get byte-level BPE tokenizers with no merges instead (every byte of the UTF-8 prompt
+is one token, so nothing is unknown), wrapped in the tokenizer class each pipeline's
+``__init__`` names and carrying the special tokens and a chat template in the family's own
+shape: the pipeline code (chat templates, dropped template prefixes, padding to
+``max_length``) runs unchanged.
 
 Everything heavy is imported inside the functions.
 """
@@ -80,9 +81,10 @@ def qwen_tokenizer(folder: str | Path) -> Any:
     return Qwen2Tokenizer.from_pretrained(str(folder))
 
 
-def gemma_tokenizer(folder: str | Path) -> Any:
+def gemma_tokenizer(folder: str | Path, model_max_length: int = 1024) -> Any:
     """A ``GemmaTokenizer`` over bytes (Lumina-Image 2 and Sana take Gemma-2's tokenizer);
-    it prepends ``<bos>`` as Gemma does."""
+    it prepends ``<bos>`` as Gemma does. SANA-Sprint prefixes every prompt with a long
+    instruction (over 1,000 bytes), so it asks for a longer ``model_max_length``."""
     from tokenizers import processors
     from transformers import GemmaTokenizer
 
@@ -91,7 +93,8 @@ def gemma_tokenizer(folder: str | Path) -> Any:
     backend.post_processor = processors.TemplateProcessing(
         single="<bos> $A", pair="<bos> $A <bos> $B", special_tokens=[("<bos>", bos)])
     tok = GemmaTokenizer(tokenizer_object=backend, bos_token="<bos>", eos_token="<eos>",
-                         pad_token="<pad>", unk_token="<unk>", model_max_length=1024)
+                         pad_token="<pad>", unk_token="<unk>",
+                         model_max_length=model_max_length)
     tok.save_pretrained(str(folder))
     return GemmaTokenizer.from_pretrained(str(folder))
 
@@ -149,3 +152,81 @@ def t5_tokenizer(folder: str | Path) -> Any:
                           unk_token="<unk>", extra_ids=0, model_max_length=512)
     tok.save_pretrained(str(folder))
     return T5TokenizerFast.from_pretrained(str(folder))
+
+
+def clip_tokenizer(folder: str | Path, max_length: int = 77) -> Any:
+    """A byte-level ``CLIPTokenizer`` (merge-free BPE over the 256 byte symbols, each also in
+    its word-final ``</w>`` form) for pipelines with a CLIP text encoder beside their language
+    model (Kandinsky 5, HiDream); saved to and reloaded from ``folder`` (the form transformers
+    5 builds the full vocabulary from)."""
+    import json
+
+    from transformers import CLIPTokenizer
+
+    from harness.toyworld.vocab import byte_chars
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    chars = byte_chars()
+    tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
+    vocab = {t: i for i, t in enumerate(tokens)}
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
+    return CLIPTokenizer.from_pretrained(str(folder), model_max_length=max_length)
+
+
+LLAMA3_SPECIALS = ("<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>",
+                   "<|start_header_id|>", "<|end_header_id|>")
+"""Llama 3 special tokens (start and end of text, end of turn, header marks)."""
+
+
+def llama3_tokenizer(folder: str | Path) -> Any:
+    """A fast tokenizer over bytes in Llama 3's shape (HiDream-I1 loads Llama-3.1-8B-Instruct's
+    through ``AutoTokenizer``): starts every text with ``<|begin_of_text|>``, ends turns with
+    ``<|eot_id|>``."""
+    from tokenizers import processors
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    backend = _byte_level_backend(LLAMA3_SPECIALS)
+    backend.post_processor = processors.TemplateProcessing(
+        single="<|begin_of_text|> $A", pair="<|begin_of_text|> $A <|begin_of_text|> $B",
+        special_tokens=[("<|begin_of_text|>", 0)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<|begin_of_text|>",
+                                  eos_token="<|eot_id|>", model_max_length=1024)
+    tok.save_pretrained(str(folder))
+    return AutoTokenizer.from_pretrained(str(folder))
+
+
+GLM_IMAGE_SPECIALS = ("<|endoftext|>", "[gMASK]", "<sop>", "<eop>", "<|image|>", "<|user|>",
+                      "<|assistant|>")
+"""GLM-Image text specials: end of text, GLM's prefix pair, the grid brackets the processor
+writes the target size between (``<sop>h w<eop>``), the image placeholder and chat roles."""
+
+GLM_IMAGE_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>\n"
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}"
+    "{% for c in m['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}"
+    "{% elif c['type'] == 'image' %}<|image|>{% endif %}{% endfor %}{% endif %}{% endfor %}"
+)
+
+
+def glm_image_processor(folder: str | Path, codes: int) -> Any:
+    """A ``GlmImageProcessor`` for GLM-Image's autoregressive stage: a byte-level tokenizer whose
+    first ids are the image tokens the model samples (``codes`` codebook entries, then image
+    start, which is also the bos the processor ends a prompt with, and image end), so the
+    vision vocabulary is a prefix of the text vocabulary as in GLM-Image; plus the image,
+    grid-bracket and chat tokens the processor and template name."""
+    from transformers import AutoTokenizer, GlmImageImageProcessor, GlmImageProcessor, PreTrainedTokenizerFast
+
+    vision = tuple(f"<|dit_token_{i}|>" for i in range(codes + 2))
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=_byte_level_backend(vision + GLM_IMAGE_SPECIALS),
+        eos_token="<|endoftext|>", pad_token="<|endoftext|>", bos_token=vision[codes],
+        padding_side="left", model_max_length=4096,
+        extra_special_tokens={"image_token": "<|image|>", "grid_bos_token": "<sop>",
+                              "grid_eos_token": "<eop>"})
+    tok.chat_template = GLM_IMAGE_CHAT_TEMPLATE
+    tok.save_pretrained(str(folder))
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    return GlmImageProcessor(image_processor=GlmImageImageProcessor(patch_size=16, merge_size=1),
+                             tokenizer=tok, chat_template=GLM_IMAGE_CHAT_TEMPLATE)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -165,8 +165,43 @@ class Metric:
         :meth:`score_images`)."""
         raise NotImplementedError
 
+    def input_id(self, prompt: Mapping[str, Any]) -> str | None:
+        """For a per-image metric whose value rests on more of the prompt than the image key
+        covers (the ``questions`` metric: the prompt's questions): a short id of that part. The
+        score stage stores it in each value's extra and computes a value again when the prompt's
+        id changed (questions written after the run). None: image and settings decide alone."""
+        return None
+
+    def preflight(self) -> None:
+        """Fail now, before a run writes or generates anything, when this metric could not run
+        later (weights neither local nor reachable): raise a ConfigError naming the fix. Cheap;
+        loads no model. The base has nothing to check."""
+
     def close(self) -> None:
         """Release models and memory."""
+
+
+def prompt_images(items: Sequence[ScoreInput], out: list, check: Callable[[Any], None] | None = None
+                  ) -> list[tuple[int, Any, str]]:
+    """The items an image-text metric scores, as (index, RGB image, prompt text). An empty prompt
+    or an image that cannot be read fills ``out[index]`` with its reason (the other images still
+    count); ``check(image)`` may raise for an image the metric cannot take (its message is
+    recorded the same way)."""
+    good: list[tuple[int, Any, str]] = []
+    for i, it in enumerate(items):
+        text = str((it.prompt or {}).get("text") or "").strip()
+        if not text:
+            out[i] = (None, {"skipped": "empty prompt"})
+            continue
+        try:
+            im = as_rgb(it.image)
+            if check is not None:
+                check(im)
+        except Exception as e:  # a corrupt file: recorded, the other images still count
+            out[i] = (None, {"skipped": f"unreadable image: {type(e).__name__}: {e}"})
+            continue
+        good.append((i, im, text))
+    return good
 
 
 def as_rgb(image: Any):

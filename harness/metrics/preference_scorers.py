@@ -13,7 +13,8 @@
 
 Weights come from local files or folders (``checkpoint``) or hub ids; the weights' sha256 or id
 is stored with every value. Offline without them the first image fails at once with what to get
-and the setting to point at it. ImageReward and VLM-based rewards are not here.
+and the setting to point at it. ImageReward is in :mod:`harness.metrics.image_reward`, the
+VLM-based HPSv3 in :mod:`harness.metrics.vlm_reward`.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from harness.errors import ConfigError
-from harness.metrics.base import Metric, ReadingNotes, ScoreInput, as_rgb
-from harness.metrics.clip_score import ModelUnavailable, pick_device, weights_sha256
-from harness.metrics.vqa import hub_snapshot
+from harness.metrics.base import Metric, ReadingNotes, ScoreInput, prompt_images
+from harness.metrics.clip_score import pick_device, weights_sha256
+from harness.metrics.hub import fetch_hub_file, hub_snapshot, require_hub_file, require_hub_model
 from harness.toyworld.paths import resolve_path
 
 log = logging.getLogger(__name__)
@@ -78,16 +79,7 @@ class _CLIPPreference(Metric):
         import torch
 
         out: list[tuple[float | None, dict[str, Any]] | None] = [None] * len(items)
-        good: list[tuple[int, Any, str]] = []
-        for i, it in enumerate(items):
-            text = str((it.prompt or {}).get("text") or "").strip()
-            if not text:
-                out[i] = (None, {"skipped": "empty prompt"})
-                continue
-            try:
-                good.append((i, as_rgb(it.image), text))
-            except Exception as e:  # a corrupt file: recorded, the other images still count
-                out[i] = (None, {"skipped": f"unreadable image: {type(e).__name__}: {e}"})
+        good = prompt_images(items, out)
         if good:
             m = self._m or self._load()
             self._m = m
@@ -108,13 +100,6 @@ class _CLIPPreference(Metric):
 class _Towers:
     def __init__(self, *, device: str, scale: float, images, texts) -> None:
         self.device, self.scale, self.images, self.texts = device, scale, images, texts
-
-
-def _unavailable(name: str, what: str, setting: str, e: Exception) -> ModelUnavailable:
-    return ModelUnavailable(
-        f"metrics.{name}: could not load {what}: not in the local cache and the model hub could not "
-        f"be reached or refused ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}). "
-        f"Download it on a machine with internet, then point at the local copy: {setting}")
 
 
 class PickScore(_CLIPPreference):
@@ -140,6 +125,14 @@ class PickScore(_CLIPPreference):
             "values 18-23. Trained to rank images of the same prompt (a softmax over a prompt's images "
             f"gives preference probabilities): compare models prompt by prompt. Weights "
             f"{str(identity.get('weights'))[:23]}.")})
+
+    def preflight(self) -> None:
+        """The model (and, from the hub, the processor) cached or reachable; nothing downloaded."""
+        s = self.settings
+        if s["checkpoint"] is None:
+            require_hub_model(self.name, str(s["model"]))
+            if not resolve_path(str(s["processor"])).is_dir():
+                require_hub_model(self.name, str(s["processor"]), setting="processor")
 
     def _load(self) -> _Towers:
         import torch
@@ -211,25 +204,18 @@ class HPSv2(_CLIPPreference):
             f"images of the same prompt, so compare models prompt by prompt. Weights "
             f"{str(identity.get('weights'))[:23]}.")})
 
+    def preflight(self) -> None:
+        """The HPS checkpoint cached or reachable (one metadata request; nothing downloaded)."""
+        if self.settings["checkpoint"] is None:
+            require_hub_file(self.name, str(self.settings["hub_file"]), "checkpoint")
+
     def _load(self) -> _Towers:
         import open_clip
 
         s = self.settings
         device = pick_device(str(s["device"]))
-        if s["checkpoint"] is not None:
-            path = resolve_path(s["checkpoint"])
-        else:
-            from huggingface_hub import hf_hub_download
-
-            org, repo, file = str(s["hub_file"]).split("/", 2)
-            try:
-                path = Path(hf_hub_download(f"{org}/{repo}", file, local_files_only=True))
-            except Exception:  # noqa: BLE001 - not cached: try the hub
-                try:
-                    path = Path(hf_hub_download(f"{org}/{repo}", file, etag_timeout=5))
-                except Exception as e:
-                    raise _unavailable(self.name, f"the HPS checkpoint {s['hub_file']!r}",
-                                       f"metrics.{self.name}.settings.checkpoint=/path/to/{file}", e) from e
+        path = (resolve_path(s["checkpoint"]) if s["checkpoint"] is not None
+                else fetch_hub_file(self.name, str(s["hub_file"]), "checkpoint"))
         model, _, preprocess = open_clip.create_model_and_transforms(s["model"], pretrained=None,
                                                                      device="cpu")
         try:

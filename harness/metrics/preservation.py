@@ -9,6 +9,8 @@ is compared at the source's size (bicubic resize when they differ). Higher is be
 PSNR in dB (identical pixels: capped at ``max_psnr``), SSIM in [-1, 1] (1: identical).
 ``changed`` is the mean absolute difference inside the region (0-1), so an editor that returns
 the source untouched scores perfect preservation and changed 0 - read the two together.
+Siblings: :mod:`harness.metrics.edit_similarity` (DINO / CLIP-I cosine of edit and source) and
+:mod:`harness.metrics.edit_following` (a VLM asked whether the edit did what it was told).
 """
 
 from __future__ import annotations
@@ -25,8 +27,12 @@ OUTPUTS = {"psnr": True, "ssim": True, "changed": True}
 
 def edit_source(prompt: Mapping[str, Any]) -> tuple[Path | None, Path | None]:
     """(source image, region mask or None) of a stored prompt; (None, None) when the prompt is
-    no instruction edit."""
-    src = next((c for c in prompt.get("controls") or () if c.get("kind") == "edit_image"), None)
+    no instruction edit. An SDEdit prompt (img2img denoised with the target caption, carrying its
+    instruction in ``meta.instruction``, as suite=toy-editing does) is an edit of its init_image."""
+    controls = prompt.get("controls") or ()
+    src = next((c for c in controls if c.get("kind") == "edit_image"), None)
+    if src is None and (prompt.get("meta") or {}).get("instruction"):
+        src = next((c for c in controls if c.get("kind") == "init_image"), None)
     if src is None or not src.get("path"):
         return None, None
     path = Path(src["path"])

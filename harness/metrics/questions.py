@@ -33,7 +33,15 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.metrics.base import Metric, ReadingNotes, ScoreInput, as_rgb
-from harness.metrics.vqa import VLMJudge, check_vlm_settings, load_judge, vlm_identity, vlm_weights_id
+from harness.metrics.hub import require_hub_model
+from harness.metrics.vqa import (
+    VLMJudge,
+    check_vlm_settings,
+    load_judge,
+    vlm_identity,
+    vlm_weights_id,
+)
+from harness.types import canonical_json, sha256_hex
 
 CHOICE_TEMPLATE = "{question} Is the answer '{answer}'? Please answer yes or no."
 THRESHOLD = 0.5
@@ -210,6 +218,16 @@ class QuestionScore(Metric):
                         {"questions": rows, "by_category": {c: sum(v) / len(v) for c, v in by_cat.items()},
                          "weights_sha256": self._judge.weights_sha256 if self._judge else None}))
         return out
+
+    def input_id(self, prompt: Mapping[str, Any]) -> str | None:
+        """Hash of the questions the value rests on ("none" without questions)."""
+        qs = self.questions_of(prompt)
+        return sha256_hex(canonical_json(qs))[:16] if qs else "none"
+
+    def preflight(self) -> None:
+        """A hub model must be cached or reachable (a checkpoint folder is checked by identity())."""
+        if self.settings.get("checkpoint") is None:
+            require_hub_model(self.name, str(self.settings["model"]), self.settings.get("revision"))
 
     def close(self) -> None:
         self._judge = None

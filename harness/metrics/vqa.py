@@ -8,11 +8,16 @@ found from the model's own tokenizer (the first token of each answer word, e.g. 
 stored with every value, as are the question template, the weights (hub id and revision, or the
 sha256 of the local folder's weight files) and the softmax's full-vocabulary P(yes) for reference.
 
-Backends: whatever transformers' generic ``AutoModelForImageTextToText`` and ``AutoProcessor`` load
-(Qwen2-VL, Qwen2.5-VL, Qwen3-VL, LLaVA, LLaVA-OneVision, InternVL, PaliGemma, Idefics3/SmolVLM,
-...), from a hub id (``model``) or a local folder saved with ``save_pretrained``
-(``checkpoint``). Weights load lazily on the first image; offline without them the first image
-fails at once with the hub id and the setting to point at a local copy.
+Backends: whatever transformers' generic ``AutoModelForImageTextToText`` and ``AutoProcessor`` load,
+from a hub id (``model``) or a local folder saved with ``save_pretrained`` (``checkpoint``).
+Tested backends (tiny random models of the real classes, loaded from a folder, against a bare
+forward pass to 1e-5, with transformers 5.x): Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5, LLaVA,
+LLaVA-NeXT, LLaVA-OneVision, InternVL, Mistral 3 (Pixtral tower), PaliGemma (``chat: false``: it
+has no chat template; the question goes after its image token and its processor writes the
+``<image>...<bos>question`` prefix), Gemma 3, Gemma 4 (image only), Idefics2, Idefics3 and SmolVLM
+(its processor needs the ``num2words`` package). Weights load lazily on the first image;
+offline without them the first image fails at once with the hub id and the setting to point at
+a local copy.
 
 :class:`VLMJudge` (the loaded model answering yes/no questions about images) is shared with the
 question-based scoring of :mod:`harness.metrics.questions`.
@@ -29,6 +34,7 @@ from typing import Any
 from harness.errors import ConfigError, did_you_mean
 from harness.metrics.base import Metric, ReadingNotes, ScoreInput
 from harness.metrics.clip_score import ModelUnavailable, pick_device, weights_sha256
+from harness.metrics.hub import hub_snapshot, require_hub_model
 from harness.metrics.prefetch import prepared_groups, resolve_workers
 from harness.toyworld.paths import resolve_path
 
@@ -37,7 +43,6 @@ log = logging.getLogger(__name__)
 DEFAULT_TEMPLATE = "Does this figure show '{prompt}'? Please answer yes or no."
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 # What a hub snapshot needs to load with the generic classes (no duplicate .bin weights).
-HUB_FILES = ("*.json", "*.safetensors", "*.jinja", "*.model", "*.txt", "*.tiktoken")
 
 
 def resolve_dtype(dtype: str, device: str) -> str:
@@ -90,27 +95,6 @@ def vlm_identity(d: dict[str, Any], s: Mapping[str, Any], weights: str) -> dict[
     return d
 
 
-def hub_snapshot(name: str, model: str, revision: str | None = None, setting: str = "checkpoint") -> Path:
-    """The local folder of a hub model: the cache when it has it, else a download. Offline (no
-    cache, hub unreachable) it fails at once with what to fetch and the setting
-    (``metrics.<name>.settings.<setting>``) to point at a local copy."""
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(model, revision=revision, local_files_only=True))
-    except Exception:  # noqa: BLE001 - not cached (or a partial cache): try the hub next
-        pass
-    try:
-        return Path(snapshot_download(model, revision=revision, allow_patterns=list(HUB_FILES)))
-    except Exception as e:
-        raise ModelUnavailable(
-            f"metrics.{name}: the model {model!r} is not in the local cache and the model hub could "
-            f"not be reached or refused ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
-            f"On a machine with internet: `huggingface-cli download {model} --local-dir <folder>` "
-            f"(or save_pretrained a model and its processor), then point at the local copy: "
-            f"metrics.{name}.settings.{setting}=/path/to/<folder>") from e
-
-
 @dataclass
 class VLMJudge:
     """A loaded image-text-to-text model that answers yes/no questions about images."""
@@ -130,13 +114,20 @@ class VLMJudge:
         """The model's input text for one image and one question (its chat template with the
         generation prompt, or the bare question when ``chat`` is off)."""
         if not self.chat:
-            return question
+            # The processor's image token first, as PaliGemma's prefix format has it
+            # ("<image>...<bos>question\n"); without it that processor guesses the same layout
+            # but warns on every batch.
+            token = getattr(self.processor, "image_token", None)
+            return question if not token or token in question else token + question
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
         return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
     def inputs(self, images: Sequence[Any], questions: Sequence[str]) -> Any:
-        """The preprocessed batch (left padded, so the last position is every row's next token)."""
-        return self.processor(text=[self.prompt(q) for q in questions], images=list(images),
+        """The preprocessed batch (left padded, so the last position is every row's next token).
+
+        Images go one list per prompt: processors that count images per sample (Gemma 3,
+        Idefics3/SmolVLM) read a flat list of two as two images for the first prompt."""
+        return self.processor(text=[self.prompt(q) for q in questions], images=[[im] for im in images],
                               padding=True, return_tensors="pt")
 
     def forward(self, enc: Any) -> tuple[list[float], list[float]]:
@@ -297,6 +288,11 @@ class VQAScore(Metric):
                                   "no_token": [j.no_id, j.no_token], "weights_sha256": j.weights_sha256,
                                   "device": j.device, "dtype": j.dtype})
         return [o if o is not None else (None, {"skipped": "not scored"}) for o in out]
+
+    def preflight(self) -> None:
+        """A hub model must be cached or reachable (a checkpoint folder is checked by identity())."""
+        if self.settings.get("checkpoint") is None:
+            require_hub_model(self.name, str(self.settings["model"]), self.settings.get("revision"))
 
     def close(self) -> None:
         self._judge = None

@@ -193,6 +193,11 @@ def run(command: str, store: Store, run_id: str, *, plan: Plan | None = None,
         return check(store, run_id, plan, settings, say)
     if "generate" not in stages:
         store.run(run_id)  # fails clearly, listing the stored runs, if it was never generated
+    if "score" in stages:
+        # A metric that cannot load (weights neither cached nor reachable) fails here, before
+        # any image is generated or anything is written, not after hours of generating.
+        for metric in metrics.values():
+            getattr(metric, "preflight", lambda: None)()
     log_to_run_dir(store, run_id)
     result: dict[str, Any] = {"run_id": run_id, "store": store, "stats": None}
     if "generate" in stages:

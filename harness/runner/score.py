@@ -31,6 +31,11 @@ def score_run(store: Store, run_id: str, metrics: Mapping[str, Metric], *,
             # image are written in one transaction).
             first = next(iter(metric.stored_names()))
             done = store.scored_keys(first, h, [r.key for r in records])
+            inputs = _input_ids(metric, records, prompts)
+            if inputs and done:
+                # A value computed on other prompt inputs (questions written since) is stale.
+                stored = store.score_extras(first, h, done)
+                done = {k for k in done if stored.get(k, {}).get("input_id") == inputs[k]}
             todo = [r for r in records if r.key not in done]
             computed[name] = len(todo)
             if not todo:
@@ -46,7 +51,8 @@ def score_run(store: Store, run_id: str, metrics: Mapping[str, Metric], *,
                         raise RuntimeError(f"metric {name} returned {len(values)} values for "
                                            f"{len(chunk)} images")
                     store.put_scores([
-                        (r.key, stored, h, v, settings, extra)
+                        (r.key, stored, h, v, settings,
+                         {**extra, "input_id": inputs[r.key]} if inputs else extra)
                         for r, (value, extra) in zip(chunk, values, strict=True)
                         for stored, v in _outputs(metric, value)
                     ])
@@ -75,6 +81,21 @@ def score_run(store: Store, run_id: str, metrics: Mapping[str, Metric], *,
         metric.close()
         log.info("score %s: %d new values", name, computed[name])
     return computed
+
+
+def _input_ids(metric: Metric, records: list[Record], prompts: Mapping[str, dict]) -> dict[str, str]:
+    """Key -> the metric's :meth:`~harness.metrics.base.Metric.input_id` of the record's prompt
+    (empty when the metric has none)."""
+    if type(metric).input_id is Metric.input_id:
+        return {}
+    out = {}
+    for r in records:
+        prompt = prompts.get(r.prompt_id, {"id": r.prompt_id, "text": r.request["prompt"]})
+        ident = metric.input_id(prompt)
+        if ident is None:
+            return {}
+        out[r.key] = ident
+    return out
 
 
 def _outputs(metric: Metric, value: Any) -> list[tuple[str, float | None]]:

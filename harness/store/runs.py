@@ -61,8 +61,11 @@ class Runs(Images):
                 "INSERT OR REPLACE INTO run_models VALUES (?, ?, ?)",
                 [(run_id, m, canonical_json(info)) for m, info in models.items()],
             )
+            # A re-planned run reads its prompts as planned now (questions added to the suite
+            # since): the unit keeps its key, its suite_hash follows the newest plan.
             db.executemany(
-                "INSERT OR IGNORE INTO run_units VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO run_units VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(run_id, key) DO "
+                "UPDATE SET suite_hash=excluded.suite_hash",
                 [(run_id, key, model, suite_hash, pid, sample) for key, model, pid, sample in
                  ((u[0], u[1], u[2], u[3]) for u in units)],
             )

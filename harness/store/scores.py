@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 
 from harness.store.db import StoreBase, in_chunks, utcnow
@@ -23,6 +24,18 @@ class Scores(StoreBase):
             )
             done.update(r[0] for r in rows)
         return done
+
+    def score_extras(self, metric: str, settings_hash: str, keys: Iterable[str]) -> dict[str, dict]:
+        """Key -> the stored extra of ``metric``'s value under these settings."""
+        out: dict[str, dict] = {}
+        for chunk in in_chunks(keys):
+            rows = self.db.execute(
+                f"SELECT key, extra FROM scores WHERE metric=? AND settings_hash=? AND key IN "
+                f"({','.join('?' * len(chunk))})",
+                (metric, settings_hash, *chunk),
+            )
+            out.update((r[0], json.loads(r[1]) if r[1] else {}) for r in rows)
+        return out
 
     def put_scores(self, rows: Sequence[tuple[str, str, str, float | None, dict, dict]]) -> None:
         """Insert per-image scores: (key, metric, settings_hash, value, settings, extra)."""

@@ -29,6 +29,7 @@ from harness.config import SuiteConfig
 from harness.errors import did_you_mean
 from harness.suites.base import READERS, FormatReader, SuiteError
 from harness.suites.filters import apply_filters
+from harness.suites.question_file import attach as attach_questions
 from harness.types import Suite
 
 __all__ = ["BUILTIN_SUITES_DIR", "FormatReader", "SuiteError", "formats", "load_suite",
@@ -101,7 +102,9 @@ def load_suite(cfg: SuiteConfig | Mapping[str, Any]) -> Suite:
     if not parsed.prompts:
         raise SuiteError(f"{path}: no prompts in this file; is it the right file for format "
                          f"{cfg.format!r}?")
-    return Suite(name=cfg.name, prompts=apply_filters(parsed.prompts, cfg),
+    # Questions an LLM wrote for prompts without any ('harness suite questions').
+    prompts = attach_questions(parsed.prompts, path)
+    return Suite(name=cfg.name, prompts=apply_filters(prompts, cfg),
                  version=parsed.version or Suite.version,
                  description=cfg.description or parsed.description, source=str(path))
 

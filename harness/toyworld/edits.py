@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from PIL import Image
 
 from harness.toyworld.checker import read_objects
-from harness.toyworld.world import COLOURS, POSITIONS, SHAPES, WORDS, Scene, Thing, sample_scene
+from harness.toyworld.world import COLOURS, POSITIONS, SHAPES, WORDS, Scene, Thing, caption, sample_scene
 
 EDIT_KINDS = ("recolour", "move", "add", "word")
 SIZE = 0.16
@@ -91,6 +91,25 @@ def edits(n: int, seed: int = 0, split: str = "eval") -> Iterator[Edit]:
     rng = random.Random(seed)
     for k in range(n):
         yield make_edit(rng, EDIT_KINDS[k % len(EDIT_KINDS)], split)
+
+
+def edit_meta(edit: Edit) -> dict:
+    """What a correct edit shows and keeps, in the toy world's caption words, as an edit prompt's
+    meta carries it (read by the edit_following metric): ``must_change`` (the touched thing's
+    caption, or the target sign's), ``must_keep`` (the untouched things' captions; the sign's
+    colour for word edits), ``target_caption`` (the whole target scene's canonical caption where
+    the world has one: single and pair scenes, signs) and ``edit_type``."""
+    target = edit.target
+    if edit.kind == "word":
+        return {"edit_type": "word", "must_change": caption(target),
+                "must_keep": [f"a {target.sign_colour} sign"], "target_caption": caption(target)}
+
+    def one(t: Thing) -> str:
+        return caption(replace(target, kind="single", things=(t,)))
+
+    kept = [one(t) for j, t in enumerate(target.things) if j != edit.index]
+    return {"edit_type": edit.kind, "must_change": one(target.things[edit.index]), "must_keep": kept,
+            "target_caption": caption(target) if target.kind in ("single", "pair") else None}
 
 
 def _found(objs: list, t: Thing) -> bool:

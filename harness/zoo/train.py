@@ -56,6 +56,11 @@ class Recipe:
     cond_drop: float = 0.1
     """Share of captions replaced by the empty prompt (for classifier-free guidance)."""
     arch: dict[str, Any] = field(default_factory=dict)
+    lr_floor: float | None = None
+    """Cosine-decay the learning rate over the step count, from ``lr`` at step 0 to
+    ``lr * lr_floor`` at the run's target (``steps``, or ``--steps``; a resumed run picks the
+    curve up where it is, a later target restarts it higher); None keeps it constant after
+    warmup."""
 
 
 RECIPES: dict[str, Recipe] = {
@@ -67,11 +72,12 @@ RECIPES: dict[str, Recipe] = {
         block_out_channels=[32, 64, 128], attention_head_dim=16, layers_per_block=1)),
     "toy-dit": Recipe("dit", steps=40_000, batch=64, lr=4e-4, arch=dict(
         layers=6, heads=4, head_dim=32, patch=2)),
-    "toy-vlm": Recipe("vlm", steps=10_000, batch=32, lr=1e-3, ema=0.0, data=8000, arch=dict(
-        family="llava", hidden=128, layers=4, heads=4, vision_from="toy-clip")),
+    "toy-vlm": Recipe("vlm", steps=17_500, batch=32, lr=1e-3, ema=0.0, data=8000, lr_floor=0.02, arch=dict(
+        family="llava", hidden=128, layers=4, heads=4, vision_from="toy-clip",
+        generated={"toy-unet": 1024, "toy-dit": 2048}, generated_share=0.5, describe_share=0.25)),
 }
 NEEDS = {"toy-unet": ("toy-vae", "toy-clip"), "toy-dit": ("toy-vae", "toy-clip"), "toy-clip": (),
-         "toy-vae": (), "toy-vlm": ("toy-clip",)}
+         "toy-vae": (), "toy-vlm": ("toy-clip", "toy-unet", "toy-dit")}
 
 
 class ZooError(Exception):
@@ -243,8 +249,19 @@ def save_progress(folder: Path, prog: Progress) -> None:
     (folder / "training.json").write_text(json.dumps(asdict(prog), indent=1) + "\n")
 
 
-def _lr_lambda(warmup: int):
-    return lambda step: min(1.0, (step + 1) / warmup)
+def _lr_lambda(warmup: int, recipe: Recipe | None = None, prog: Progress | None = None,
+               total: int = 0):
+    """Warmup over the scheduler's own steps (a fresh optimizer needs it again), times the
+    recipe's cosine decay over the model's steps (``prog.step``, read live) up to ``total``."""
+    if recipe is None or recipe.lr_floor is None or prog is None or total <= 0:
+        return lambda step: min(1.0, (step + 1) / warmup)
+    floor = recipe.lr_floor
+
+    def factor(step: int) -> float:
+        done = min(1.0, prog.step / total)
+        return min(1.0, (step + 1) / warmup) * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * done)))
+
+    return factor
 
 
 def train(name: str, *, steps: int | None = None, minutes: float | None = None, device: str = "auto",
@@ -281,7 +298,7 @@ def train(name: str, *, steps: int | None = None, minutes: float | None = None, 
     trainer = TRAINERS[recipe.kind](name, recipe, root, dev, resume=not fresh and folder.exists())
     opt = torch.optim.AdamW([p for p in trainer.model.parameters() if p.requires_grad], lr=recipe.lr,
                             weight_decay=0.01 if recipe.kind != "vae" else 0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(recipe.warmup))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(recipe.warmup, recipe, prog, target))
     ema = EMA(trainer.model, recipe.ema) if recipe.ema else None
     sp = state_path(name)
     if not fresh and sp.exists() and folder.exists():
@@ -636,10 +653,15 @@ def _sha(folder: Path) -> str:
 
 
 class VLMTrainer(_Trainer):
-    """The toy VLM: a small ``Qwen2VLForConditionalGeneration`` taught to answer yes or no to
-    questions about toy-world images (atomic questions and the VQAScore question on matching
-    and near-miss captions), by cross-entropy on its first answer token only: the number
-    VQAScore and the question-based scores read."""
+    """The toy VLM (a LLaVA-format model by default) taught to answer yes or no to questions
+    about toy-world images (atomic questions and the VQAScore question on matching and near-miss
+    captions), by cross-entropy on the answer token: the number VQAScore and the question-based
+    scores read; and to caption renders (many target tokens per image: grounding).
+
+    Rows come from two sources: renders of the training split (answers from the scene) and, a
+    ``generated_share`` of them, the zoo generators' images of other training-split captions
+    (:mod:`harness.zoo.vlm_data`), answered by what the rule-based checker reads from the image:
+    the metrics score generated images, and the checker is what their answers are held to."""
 
     def __init__(self, *a, resume: bool, **kw) -> None:
         super().__init__(*a, resume=resume, **kw)
@@ -649,6 +671,19 @@ class VLMTrainer(_Trainer):
         folder = self.root / self.name
         arch = dict(self.recipe.arch)
         family = arch.pop("family")
+        counts = dict(arch.pop("generated", {}))
+        self.generated_share = float(arch.pop("generated_share", 0.0)) if counts else 0.0
+        self.describe_share = float(arch.pop("describe_share", 0.25))
+        if counts and self.recipe.data < 1000:
+            # A test-sized run (a few hundred renders) draws a test-sized generated set too.
+            counts = dict.fromkeys(counts, max(2, self.recipe.data // 32))
+        self.gen, self.by_source = None, []
+        if counts:
+            from harness.zoo import vlm_data
+
+            self.gen = vlm_data.load(self.root, counts, self.dev)
+            # Each generator equally often, whatever its number of images.
+            self.by_source = [np.flatnonzero(np.array(self.gen.sources) == g) for g in counts]
         if resume:
             from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -691,33 +726,51 @@ class VLMTrainer(_Trainer):
 
         from harness.toyworld import questions
 
-        idx = rng.integers(0, len(self.data), size=n)
         r = random.Random(int(rng.integers(1 << 31)))
-        # A quarter of the rows learn to caption the image (many target tokens per image: the
-        # grounding signal), the rest answer a yes/no question (one target token: the number the
-        # metrics read).
-        describe = rng.random(n) < 0.25
-        qs, ans = [], []
-        for i, d in zip(idx, describe, strict=True):
-            scene = self.data.scenes[i]
+        from_gen = rng.random(n) < self.generated_share
+        qs, ans, describe, imgs, p_yes = [], [], [], [], []
+        for g in from_gen:
+            if g:
+                pool = self.by_source[int(rng.integers(len(self.by_source)))]
+                k = int(pool[rng.integers(len(pool))])
+                q, t = generated_question(r, self.gen, k)
+                qs.append(q)
+                ans.append("Yes" if t >= 0.5 else "No")
+                p_yes.append(t)
+                describe.append(False)
+                imgs.append(self.gen.images[k])
+                continue
+            i = int(rng.integers(len(self.data)))
+            # Caption rows: many target tokens per image (the grounding signal); the rest
+            # answer a yes/no question (one target token: the number the metrics read).
+            d = bool(rng.random() < self.describe_share)
             if d:
                 qs.append(questions.DESCRIBE)
                 ans.append(r.choice(self.data.captions[i]))
+                p_yes.append(0.0)
             else:
-                q, y = questions.training_question(r, scene)
+                q, y = questions.training_question(r, self.data.scenes[i])
                 qs.append(q)
                 ans.append("Yes" if y else "No")
-        imgs = self.data.images[idx]
-        if rng.random() < 0.5:  # generated images are noisier than renders
-            noise = rng.normal(0, rng.uniform(2, 12), size=imgs.shape)
-            imgs = np.clip(imgs + noise, 0, 255).astype(np.uint8)
-        enc = {k: v.to(self.dev) for k, v in self.batcher(imgs, qs, ans).items()}
+                p_yes.append(float(y))
+            describe.append(d)
+            img = self.data.images[i]
+            if rng.random() < 0.5:  # renders are cleaner than anything a generator draws
+                noise = rng.normal(0, rng.uniform(2, 12), size=img.shape)
+                img = np.clip(img + noise, 0, 255).astype(np.uint8)
+            imgs.append(img)
+        enc = {k: v.to(self.dev) for k, v in self.batcher(np.stack(imgs), qs, ans).items()}
         mask = enc.pop("answer_mask")[:, 1:]
         logits = self.model(**enc).logits[:, :-1]
         target = enc["input_ids"][:, 1:]
-        d = torch.from_numpy(describe).to(self.dev).unsqueeze(1)
-        loss = F.cross_entropy(logits[mask & ~d], target[mask & ~d])
-        if describe.any():
+        d = torch.tensor(describe, device=self.dev).unsqueeze(1)
+        # Yes/no rows: one answer token each, its target a probability of "Yes" (0 or 1, or a
+        # share for captions a generated image partly shows), cross-entropy over the vocabulary.
+        rows = ~d.squeeze(1)
+        logp = F.log_softmax(logits[mask & ~d], -1)
+        t = torch.tensor(p_yes, device=self.dev)[rows]
+        loss = -(t * logp[:, self.yes] + (1 - t) * logp[:, self.no]).mean()
+        if any(describe):
             loss = loss + 0.5 * F.cross_entropy(logits[mask & d], target[mask & d])
         return loss
 
@@ -729,6 +782,48 @@ class VLMTrainer(_Trainer):
         from harness.zoo.evaluate import vlm_quality
 
         prog.figures.update(vlm_quality(folder, self.dev))
+
+
+def generated_question(r, gen, k: int) -> tuple[str, float]:
+    """A question about generated image ``k`` and the checker's answer to it (a probability of
+    "Yes"): as the quality benchmark asks them, the prompt's own DSG questions and near-miss
+    atomic questions (no sign or word questions: the checker reads shapes only), 0 or 1; or the
+    VQAScore question on the prompt's caption, a near-miss caption or another image's caption,
+    the share of that caption's DSG questions the checker's reading confirms (gated as
+    questions_toy gates them). A drawing is judged by how much of its caption it shows, so a
+    nearly right one still ranks above an unrelated caption, as VQAScore should rank them."""
+    from harness.toyworld import questions
+    from harness.toyworld import world as W
+
+    scene, content = gen.scenes[k], gen.contents[k]
+    u = r.random()
+    if u < 0.3:
+        v = r.random()
+        other = (scene if v < 0.45 else questions.near_miss(r, scene) if v < 0.75
+                 else gen.scenes[r.randrange(len(gen))])
+        if other.kind == "word":  # a near miss may be a sign: the checker cannot read one
+            other = gen.scenes[r.randrange(len(gen))]
+        return questions.VQA_TEMPLATE.replace("{prompt}", W.caption(other, r)), caption_share(other, content)
+    if u < 0.65:
+        check = r.choice(questions.questions_for(scene.attributes()))["check"]
+    else:
+        for _ in range(50):
+            check = questions.random_check(r, scene)
+            if "sign" not in check and "word" not in check:
+                break
+    return questions.phrase(check), float(bool(questions.answer(check, content)))
+
+
+def caption_share(scene, content) -> float:
+    """Share of a scene's DSG questions true in ``content``, a child counting only when its
+    parents are true (the gating of questions_toy)."""
+    from harness.toyworld import questions
+
+    qs = questions.questions_for(scene.attributes())
+    ok: dict[str, bool] = {}
+    for q in qs:
+        ok[q["id"]] = bool(questions.answer(q["check"], content)) and all(ok[p] for p in q["parents"])
+    return sum(ok.values()) / len(qs) if qs else 0.0
 
 
 TRAINERS = {"vae": VAETrainer, "clip": CLIPTrainer, "unet": UNetTrainer, "dit": DiTTrainer,

@@ -68,9 +68,10 @@ def test_local_overhead_catches_half_the_steps_and_one_image_for_the_batch():
 
 
 @pytest.mark.slow
-def test_metrics_throughput_catches_skipped_images_and_half_the_features():
+def test_metrics_throughput_catches_skipped_images_half_the_features_and_triple_work():
     out = self_test("metrics_throughput.py")
     assert "clip_score: 8 of 8 images have no value from the metric" in out
+    assert "self-test features_three_times: FAIL (caught)" in out
 
 
 @pytest.mark.slow

@@ -71,7 +71,8 @@ def test_report_settings_are_validated():
 
 def test_suites_declare_their_primary_metric():
     for name, want in (("toy-world", "attributes.all"), ("text-rendering", "ocr.word_f1"),
-                       ("composition", "clip_score"), ("controls", None)):
+                       ("composition", "clip_score"), ("controls", None),
+                       ("editing", "edit_following.overall")):
         assert validate(assemble.compose([f"suite={name}"])).suite.primary_metric == want, name
 
 

@@ -21,7 +21,11 @@ def zoo(tmp_path_factory):
     os.environ["HARNESS_ZOO_CACHE"] = str(tmp_path_factory.mktemp("zoo-cache"))
     with pytest.raises(T.ZooError, match="needs toy-clip first"):
         T.train("toy-vlm", steps=2, out=root, threads=1, evaluate=False, data=64, log=lambda *_: None)
-    (root / "toy-clip").symlink_to(T.ZOO_DIR / "toy-clip", target_is_directory=True)
+    # Everything toy-vlm builds on: toy-clip (its vision tower), the generators (some of its
+    # training images) and what they link to.
+    for part in T.ZOO_DIR.iterdir():
+        if part.is_dir() and part.name != "toy-vlm":
+            (root / part.name).symlink_to(part, target_is_directory=True)
     T.train("toy-vlm", steps=2, out=root, threads=1, evaluate=False, data=64, log=lambda *_: None)
     return root
 

@@ -12,6 +12,8 @@ outcomes: :mod:`.openai` (Images), :mod:`.google` (Imagen ``:predict``, Gemini
 ``:generateContent``), :mod:`.stability` (v2beta stable-image), :mod:`.replicate`
 (predictions), :mod:`.fal` (queue) and :mod:`.bfl` (submit, ``polling_url``, expiring sample
 URLs). :mod:`.server` is the server they plug into; this package wires them as its default set.
+:mod:`.openai_chat` (Chat Completions, for ``harness suite questions``) makes no images and is
+installed on request: ``FakeProviders(providers=(openai_chat.install,))``.
 ``harness fake-providers`` serves them for demos (:mod:`.cli`).
 
 To add a provider: a module here with its routes and a ``PROVIDER``, and one entry in

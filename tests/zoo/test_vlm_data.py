@@ -1,0 +1,119 @@
+"""The toy VLM's generated training rows: answers re-derived from the checker's reading, the
+caption share gated as questions_toy gates it, cached generated sets reused by prefix, and the
+recipe's cosine learning-rate decay."""
+
+import math
+import random
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from harness.toyworld import questions as Q
+from harness.toyworld import world
+from harness.zoo import train as T
+from harness.zoo import vlm_data as V
+
+
+def _every_check() -> dict[str, dict]:
+    """Question words -> check, for every atomic question of the toy world (to read rows back)."""
+    out = {}
+    for c in world.COLOURS:
+        for s in world.SHAPES:
+            out[Q.phrase({"exists": {"shape": s}})] = {"exists": {"shape": s}}
+            out[Q.phrase({"exists": {"shape": s, "colour": c}})] = {"exists": {"shape": s, "colour": c}}
+            for p in world.POSITIONS:
+                chk = {"exists": {"shape": s, "colour": c, "position": p}}
+                out[Q.phrase(chk)] = chk
+            for n in (1, 2, 3):
+                chk = {"count": {"shape": s, "colour": c, "n": n}}
+                out[Q.phrase(chk)] = chk
+    return out
+
+
+@pytest.fixture(scope="module")
+def renders_as_generated():
+    """Renders of the generated set's scenes, read by the checker: a GeneratedSet without a generator."""
+    scenes = V.scenes(24)
+    images = [world.render(s, 64) for s in scenes]
+    return V.GeneratedSet(np.stack([np.asarray(im) for im in images]), scenes,
+                          [Q.image_content(im) for im in images], ["render"] * len(scenes))
+
+
+def test_scenes_are_training_split_objects_and_reproducible():
+    a, b = V.scenes(30), V.scenes(60)
+    assert a == b[:30]  # a larger set starts with the smaller one
+    assert {s.kind for s in b} == {"single", "pair", "count"}
+    for s in b:
+        for t in s.things:
+            assert (t.colour, t.shape) not in world.UNSEEN
+
+
+def test_caption_share_is_the_gated_share_of_dsg_questions():
+    rng = random.Random(3)
+    single = world.sample_scene(rng, "train", kind="single")
+    content = Q.scene_content(single)
+    assert T.caption_share(single, content) == 1.0
+    t = single.things[0]
+    other_colour = next(c for c in world.COLOURS if c != t.colour)
+    wrong_colour = replace(single, things=(replace(t, colour=other_colour),))
+    # Entity yes; colour no; position gated by the colour question: 1 of 3.
+    assert T.caption_share(wrong_colour, content) == pytest.approx(1 / 3)
+    other_shape = next(s for s in world.SHAPES if s != t.shape)
+    assert T.caption_share(replace(single, things=(replace(t, shape=other_shape),)), content) == 0.0
+    count = world.sample_scene(rng, "train", kind="count")
+    n = len(count.things)
+    more = replace(count, things=count.things + (count.things[0],) * (3 - n)) if n < 3 else None
+    assert T.caption_share(count, Q.scene_content(count)) == 1.0
+    if more is not None:  # right shape and colour, wrong number: 1 of 2
+        assert T.caption_share(more, Q.scene_content(count)) == 0.5
+
+
+def test_generated_rows_answer_what_the_checker_reads(renders_as_generated):
+    g = renders_as_generated
+    checks = _every_check()
+    r = random.Random(0)
+    n_vqa = n_atomic = 0
+    for _ in range(400):
+        k = r.randrange(len(g))
+        state = r.getstate()
+        q, t = T.generated_question(r, g, k)
+        if q.startswith("Does this figure show"):
+            n_vqa += 1
+            assert 0.0 <= t <= 1.0
+            continue
+        n_atomic += 1
+        assert t in (0.0, 1.0)
+        assert t == float(bool(Q.answer(checks[q], g.contents[k]))), (q, state)
+    assert n_vqa > 60 and n_atomic > 200
+    # The prompt's own caption on a faithful render: every DSG question holds.
+    own = [T.caption_share(s, c) for s, c in zip(g.scenes, g.contents, strict=True)]
+    assert np.mean(own) > 0.9
+
+
+def test_a_cached_larger_set_serves_a_smaller_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_ZOO_CACHE", str(tmp_path))
+    big = np.random.default_rng(0).integers(0, 255, size=(5, 64, 64, 3), dtype=np.uint8)
+    path = V._cache(T.ZOO_DIR, "toy-dit", 8)
+    np.savez(path.with_suffix(".partial.npz"), images=big)  # an interrupted run of 8
+    got = V.generate(T.ZOO_DIR, "toy-dit", 3, log=lambda *_: None)  # no pipeline is loaded
+    assert np.array_equal(got, big[:3])
+    assert V._cache(T.ZOO_DIR, "toy-dit", 3).exists()
+
+
+def test_lr_decays_by_cosine_to_the_floor_at_the_target():
+    recipe = T.RECIPES["toy-vlm"]
+    prog = T.Progress(name="toy-vlm")
+    f = T._lr_lambda(10, recipe, prog, total=1000)
+    assert f(0) == pytest.approx(0.1)  # warmup still applies
+    prog.step = 0
+    assert f(50) == pytest.approx(1.0)
+    prog.step = 500
+    assert f(50) == pytest.approx(recipe.lr_floor + (1 - recipe.lr_floor) * 0.5)
+    prog.step = 1000
+    assert f(50) == pytest.approx(recipe.lr_floor)
+    prog.step = 250
+    assert f(50) == pytest.approx(recipe.lr_floor + (1 - recipe.lr_floor) * 0.5 * (1 + math.cos(math.pi / 4)))
+    # Recipes without a floor keep the constant rate after warmup.
+    g = T._lr_lambda(10, T.RECIPES["toy-unet"], prog, total=1000)
+    assert g(50) == 1.0
