@@ -114,11 +114,13 @@ def main() -> int:
     ap.add_argument("--skip-quality", action="store_true", help="only the speed and value bar")
     ap.add_argument("--generate-only", action="store_true", help="generate (and cache) the images, then stop")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (more thrash on a shared CPU)")
+    ap.add_argument("--folder", type=Path, default=ZOO_DIR / "toy-vlm",
+                    help="the VLM folder to measure (default: the shipped one)")
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
-    folder = ZOO_DIR / "toy-vlm"
+    folder = args.folder
     scenes = held_out(args.captions)
     prompts = [world.caption(s) for s in scenes]
     print(f"toy-vlm {folder}; {args.captions} held-out captions ({', '.join(KINDS)}), "

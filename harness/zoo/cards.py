@@ -77,6 +77,7 @@ def card(name: str, recipe: Any, prog: Any) -> str:
              + (f"{prog.loss:.4f}" if prog.loss is not None else "n/a"), "", "Sessions:", ""]
     lines += [f"- steps {s['steps'][0]:,} -> {s['steps'][1]:,} on {s['device']}, "
               f"{s.get('threads', '?')} threads, {s['seconds'] / 60:.1f} min ({s['date']})"
+              + (f"; {s['note']}" if s.get("note") else "")  # what differed from the recipe below
               for s in prog.sessions]
     lines += ["", "Recipe:", "", "```json", json.dumps(asdict(recipe), indent=1), "```", ""]
     if prog.figures:

@@ -80,7 +80,7 @@ def test_fast_qwen_training_inputs_equal_the_processor(tmp_path):
 def test_shipped_toy_vlm_answers_held_out_questions():
     from harness.zoo.evaluate import vlm_quality
 
-    # Regression guard under the shipped model's card figures (0.843 and 0.804 on n=300): the
-    # issue's bars (0.90 / 0.95, benchmarks/vlm_quality.py) need more training.
+    # Regression guard under the shipped model's card figures (0.913 and 0.853 on n=300; the
+    # renders-only model before it had 0.843 and 0.804), with room for n=96 sampling noise.
     res = vlm_quality(T.ZOO_DIR / "toy-vlm", "cpu", n=96)
-    assert res["vlm_question_agreement"] >= 0.75 and res["vlm_vqascore_auc"] >= 0.7
+    assert res["vlm_question_agreement"] >= 0.85 and res["vlm_vqascore_auc"] >= 0.78
