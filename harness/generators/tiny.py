@@ -29,8 +29,7 @@ from typing import Any
 
 from harness.generators.tiny_families import BUILDERS as FAMILY_BUILDERS
 from harness.generators.tiny_families import FAMILY_PIPELINES
-from harness.generators.tiny_text import t5_tokenizer
-from harness.toyworld.vocab import byte_chars
+from harness.generators.tiny_text import t5_tokenizer, write_byte_vocab
 
 BASE_ARCHS = ("sd15", "sd3", "sdxl", "flux")
 """The architectures of the first model line-up (built here)."""
@@ -49,22 +48,6 @@ and configs already identify the model)."""
 
 MAX_TOKENS = 77
 """Tokenizer length and text-encoder positions, as in real CLIP (75 bytes of prompt)."""
-
-
-def write_byte_vocab(folder: str | Path) -> Path:
-    """Write a merge-free CLIP BPE vocabulary (``vocab.json`` + ``merges.txt``) to ``folder``.
-
-    Ids: 0-255 the bytes inside a word, 256-511 the same bytes ending a word (``</w>``),
-    512 ``<|startoftext|>``, 513 ``<|endoftext|>`` (also padding and unknown).
-    """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    chars = byte_chars()
-    tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
-    vocab = {t: i for i, t in enumerate(tokens)}
-    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
-    return folder
 
 
 def tiny_tokenizer(folder: str | Path) -> Any:

@@ -154,14 +154,13 @@ def t5_tokenizer(folder: str | Path) -> Any:
     return T5TokenizerFast.from_pretrained(str(folder))
 
 
-def clip_tokenizer(folder: str | Path, max_length: int = 77) -> Any:
-    """A byte-level ``CLIPTokenizer`` (merge-free BPE over the 256 byte symbols, each also in
-    its word-final ``</w>`` form) for pipelines with a CLIP text encoder beside their language
-    model (Kandinsky 5, HiDream); saved to and reloaded from ``folder`` (the form transformers
-    5 builds the full vocabulary from)."""
-    import json
+def write_byte_vocab(folder: str | Path) -> Path:
+    """Write a merge-free CLIP BPE vocabulary (``vocab.json`` + ``merges.txt``) to ``folder``.
 
-    from transformers import CLIPTokenizer
+    Ids: 0-255 the bytes inside a word, 256-511 the same bytes ending a word (``</w>``),
+    512 ``<|startoftext|>``, 513 ``<|endoftext|>`` (also padding and unknown).
+    """
+    import json
 
     from harness.toyworld.vocab import byte_chars
 
@@ -172,7 +171,17 @@ def clip_tokenizer(folder: str | Path, max_length: int = 77) -> Any:
     vocab = {t: i for i, t in enumerate(tokens)}
     (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
     (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
-    return CLIPTokenizer.from_pretrained(str(folder), model_max_length=max_length)
+    return folder
+
+
+def clip_tokenizer(folder: str | Path, max_length: int = 77) -> Any:
+    """A byte-level ``CLIPTokenizer`` (merge-free BPE over the 256 byte symbols, each also in
+    its word-final ``</w>`` form) for pipelines with a CLIP text encoder beside their language
+    model (Kandinsky 5, HiDream); saved to and reloaded from ``folder`` (the form transformers
+    5 builds the full vocabulary from)."""
+    from transformers import CLIPTokenizer
+
+    return CLIPTokenizer.from_pretrained(str(write_byte_vocab(folder)), model_max_length=max_length)
 
 
 LLAMA3_SPECIALS = ("<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>",

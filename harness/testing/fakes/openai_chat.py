@@ -32,6 +32,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from harness.testing.fakes.openai import openai_error
 from harness.testing.fakes.server import Auth, FakeProviders, Reply, Request, bearer, error_body
 
 CHAT_PATH = "/v1/chat/completions"
@@ -118,15 +119,6 @@ def _invalid(status: int, message: str, code: str | None, param: str | None) -> 
     return Reply(status, error_body(message, "invalid_request_error", code, param))
 
 
-def _error(status: int, message: str) -> dict[str, Any]:
-    if status == 429:
-        return error_body("Rate limit reached for requests", "requests", "rate_limit_exceeded")
-    if status >= 500:
-        return error_body("The server had an error while processing your request.",
-                          "server_error", None)
-    return error_body(message, "invalid_request_error", None)
-
-
 AUTH = Auth(bearer, lambda: _invalid(401, "Incorrect API key provided.", "invalid_api_key", None))
 
 
@@ -149,7 +141,7 @@ def install(fake: FakeProviders) -> None:
     """``POST /v1/chat/completions``; puts a :class:`Chat` at ``fake.chat``."""
     if not hasattr(fake, "chat"):
         fake.chat = Chat()  # type: ignore[attr-defined]
-    fake.route("POST", CHAT_PATH, _complete, name="openai.chat", auth=AUTH, error=_error,
+    fake.route("POST", CHAT_PATH, _complete, name="openai.chat", auth=AUTH, error=openai_error,
                prompt_of=user_text)
 
 
