@@ -16,8 +16,9 @@ Bars (each printed as `NAME: VALUE (target OP VALUE) ok|FAIL`):
   median of per-round ratios of images/s; >= 0.9, and every value equal to 1e-5 (checked, not
   assumed: a mismatch fails the bar whatever the speed).
 
-`--self-test` swaps the answer ids inside the metric's loaded judge (a plausible bug: yes and no
-crossed): the value check must fail and the script must print FAIL.
+`--self-test` runs the value check on 64 images clean (it must hold) and with the answer ids
+swapped inside the metric's loaded judge (a plausible bug: yes and no crossed; it must print
+FAIL); it exits 0 only when both hold, like the other benchmarks' self-tests.
 
     python benchmarks/vlm_quality.py                    # 96 captions x 2 models (~10 min on 2 cores)
     python benchmarks/vlm_quality.py --captions 32      # a quick look
@@ -108,7 +109,8 @@ def speed(folder: Path, images, prompts, batch: int, rounds: int, self_test: boo
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--captions", type=int, default=96)
+    ap.add_argument("--captions", type=int, default=None, help="held-out captions (default 96; 32 "
+                    "for --self-test)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--self-test", action="store_true", help="swap yes/no inside the metric: must print FAIL")
     ap.add_argument("--skip-quality", action="store_true", help="only the speed and value bar")
@@ -117,6 +119,8 @@ def main() -> int:
     ap.add_argument("--folder", type=Path, default=ZOO_DIR / "toy-vlm",
                     help="the VLM folder to measure (default: the shipped one)")
     args = ap.parse_args()
+    if args.captions is None:
+        args.captions = 32 if args.self_test else 96
     import torch
 
     torch.set_num_threads(args.threads)
@@ -151,6 +155,8 @@ def main() -> int:
         del pipe
     if args.generate_only:
         return 0
+    if args.self_test:
+        args.skip_quality = True  # the self-test judges the value check only
 
     if not args.skip_quality:
         vqa = VQAScore(name="vqascore_toy", settings={"checkpoint": str(folder), "dtype": "float32",
@@ -210,7 +216,9 @@ def main() -> int:
         oks.append(bar("vqascore_auc", E.auc(matched, other), ">=", 0.95))
 
     images = [im for ims in gen.values() for im in ims]
-    ratio, diff = speed(folder, images, prompts * len(gen), 32, args.rounds, args.self_test)
+    if args.self_test:
+        return self_test(folder, images, prompts * len(gen))
+    ratio, diff = speed(folder, images, prompts * len(gen), 32, args.rounds, False)
     print(f"VQAScore metric vs bare, {len(images)} images, batch 32: max |diff| {diff:.2e}")
     oks.append(bar("values_max_abs_diff", diff, "<=", 1e-5, ".2e"))
     oks.append(bar("speed_ratio", ratio, ">=", 0.9, ".3f"))
@@ -218,6 +226,24 @@ def main() -> int:
     verdict = "ok" if n_ok == len(oks) else "FAIL"
     print(f"vlm_quality: {n_ok} of {len(oks)} bars (target >= {len(oks)}) {verdict}")
     return 0 if n_ok == len(oks) else 1
+
+
+def self_test(folder: Path, images, prompts) -> int:
+    """The value check on 64 images, one round: clean it must hold; with yes and no crossed
+    inside the metric's judge it must print FAIL. Exit 0 only then (the quality bars are not
+    judged here)."""
+    images, prompts = images[:64], prompts[:64]
+    print("== clean")
+    _, diff = speed(folder, images, prompts, 32, 1, False)
+    clean = bar("values_max_abs_diff", diff, "<=", 1e-5, ".2e")
+    print("== fault yes_no_crossed")
+    _, diff = speed(folder, images, prompts, 32, 1, True)
+    caught = not bar("values_max_abs_diff", diff, "<=", 1e-5, ".2e")
+    print(f"self-test yes_no_crossed: {'FAIL (caught)' if caught else 'ok (NOT caught)'}")
+    good = clean and caught
+    print(f"vlm_quality self-test: {int(caught)} of 1 faults caught, clean checks "
+          f"{'ok' if clean else 'FAIL'} {'ok' if good else 'FAIL'}")
+    return 0 if good else 1
 
 
 if __name__ == "__main__":

@@ -92,3 +92,9 @@ def test_every_benchmark_offers_a_self_test_and_make_runs_them():
     assert not lacking, f"benchmarks without --self-test: {lacking}"
     make = (BENCH.parent / "Makefile").read_text(encoding="utf-8")
     assert "bench-selftest:" in make and "--self-test" in make
+
+
+@pytest.mark.slow
+def test_vlm_quality_catches_yes_and_no_crossed():
+    out = self_test("vlm_quality.py")
+    assert "self-test yes_no_crossed: FAIL (caught)" in out
