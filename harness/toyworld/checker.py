@@ -79,24 +79,28 @@ def _template(shape: str, box: int) -> np.ndarray:
     return np.asarray(resized) > 127
 
 
-def _shape_of(pts: np.ndarray) -> tuple[str, float]:
+def _shape_ious(pts: np.ndarray) -> dict[str, float]:
+    """Overlap of a region with each shape's template, best first."""
     ys, xs = pts[:, 0], pts[:, 1]
     h, w = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
     box = int(max(h, w, 8))
     local = np.zeros((h, w), dtype=np.uint8)
     local[ys - ys.min(), xs - xs.min()] = 255
     obj = np.asarray(Image.fromarray(local).resize((box, box), Image.BILINEAR)) > 127
-    best, best_iou = SHAPES[0], -1.0
+    ious = {}
     for shape in SHAPES:
         t = _template(shape, box)
-        iou = float((obj & t).sum() / max((obj | t).sum(), 1))
-        if iou > best_iou:
-            best, best_iou = shape, iou
-    return best, best_iou
+        ious[shape] = float((obj & t).sum() / max((obj | t).sum(), 1))
+    return dict(sorted(ious.items(), key=lambda kv: -kv[1]))  # stable: SHAPES order on ties
 
 
-def read_objects(image: Image.Image) -> list[Found]:
-    """Every coloured object in a toy-world image, largest first."""
+def _shape_of(pts: np.ndarray) -> tuple[str, float]:
+    shape, iou = next(iter(_shape_ious(pts).items()))
+    return shape, iou
+
+
+def _regions(image: Image.Image):
+    """(colour, region pixels) of every object-sized single-colour region."""
     img = image.convert("RGB")
     if img.size != (WORK_SIZE, WORK_SIZE):
         img = img.resize((WORK_SIZE, WORK_SIZE), Image.BICUBIC)
@@ -104,18 +108,48 @@ def read_objects(image: Image.Image) -> list[Found]:
     dist = np.linalg.norm(a[:, :, None, :] - _PALETTE[None, None], axis=-1)
     label = dist.argmin(-1)
     label[dist.min(-1) > MAX_COLOUR_DISTANCE] = -1
-    found = []
     n = WORK_SIZE * WORK_SIZE
     for ci, colour in enumerate(COLOURS):
         for pts in _components(label == ci):
-            if len(pts) / n < MIN_AREA:
-                continue
-            shape, iou = _shape_of(pts)
-            if iou < MIN_SHAPE_IOU:
-                continue
-            cy, cx = pts.mean(0) / WORK_SIZE
-            pos = min(POSITIONS, key=lambda p: (POSITIONS[p][0] - cx) ** 2 + (POSITIONS[p][1] - cy) ** 2)
-            found.append(Found(colour, shape, pos, (float(cx), float(cy)), len(pts) / n, iou))
+            if len(pts) / n >= MIN_AREA:
+                yield colour, pts
+
+
+DOUBT_OBJECT = (MIN_SHAPE_IOU - 0.1, MIN_SHAPE_IOU + 0.05)
+"""A region whose best shape overlap falls in this band is read as an object or not by a hair."""
+DOUBT_SHAPE = 0.05
+"""A region whose two best shape overlaps are this close is read as one shape or the other by a hair."""
+
+
+def doubts(image: Image.Image) -> list[str]:
+    """Where this reader's reading of an image hangs on a hair (empty on clean renders): an
+    object-sized region whose best shape overlap is within :data:`DOUBT_OBJECT` of the acceptance
+    threshold (counted as an object or as nothing by a small margin), or whose two best shapes
+    overlap within :data:`DOUBT_SHAPE` of each other. For reading agreement figures: a judge
+    that disagrees with the reader there may be seeing what a person would."""
+    out = []
+    for colour, pts in _regions(image):
+        (s1, i1), (s2, i2) = list(_shape_ious(pts).items())[:2]
+        cy, cx = pts.mean(0) / WORK_SIZE
+        where = f"{colour} region at ({cx:.2f}, {cy:.2f})"
+        if DOUBT_OBJECT[0] <= i1 < DOUBT_OBJECT[1]:
+            out.append(f"{where}: best shape {s1} overlaps {i1:.2f} (threshold {MIN_SHAPE_IOU})")
+        elif i1 >= MIN_SHAPE_IOU and i1 - i2 < DOUBT_SHAPE:
+            out.append(f"{where}: {s1} {i1:.2f} vs {s2} {i2:.2f}")
+    return out
+
+
+def read_objects(image: Image.Image) -> list[Found]:
+    """Every coloured object in a toy-world image, largest first."""
+    found = []
+    n = WORK_SIZE * WORK_SIZE
+    for colour, pts in _regions(image):
+        shape, iou = _shape_of(pts)
+        if iou < MIN_SHAPE_IOU:
+            continue
+        cy, cx = pts.mean(0) / WORK_SIZE
+        pos = min(POSITIONS, key=lambda p: (POSITIONS[p][0] - cx) ** 2 + (POSITIONS[p][1] - cy) ** 2)
+        found.append(Found(colour, shape, pos, (float(cx), float(cy)), len(pts) / n, iou))
     return sorted(found, key=lambda f: -f.area)
 
 

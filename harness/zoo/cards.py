@@ -27,10 +27,15 @@ WHAT = {
                 "caption or a near-miss caption, by cross-entropy on the answer tokens. Rows "
                 "(`generated_share` in the recipe) come from toy-world renders (half with pixel "
                 "noise; answers from the scene; `describe_share` of them caption the image) and from "
-                "the zoo generators' images (toy-unet, toy-dit) of other training-split captions, "
+                "the zoo generators' images (toy-unet, toy-dit) of other captions, "
                 "answered by what the rule-based checker reads from each image "
                 "(`harness/zoo/vlm_data.py`): the images the metrics score, held to the checker the "
-                "quality benchmark compares with. Held-out captions are never drawn for training. "
+                "quality benchmark compares with; images whose checker reading hangs on a hair "
+                "(`checker.doubts`) are drawn `doubt_weight` times as often. Renders and generated "
+                "images cover every "
+                "colour/shape pair, the pairs the generators never saw included (a judge of "
+                "unseen-pair prompts must know them); the quality benchmark's held-out scenes "
+                "are never drawn for training. "
                 "Loads with AutoModelForImageTextToText / AutoProcessor; the offline default of "
                 "vqascore_toy and questions_toy."),
     "toy-dit": ("Stable-Diffusion-3-format pipeline (StableDiffusion3Pipeline): "
@@ -63,10 +68,14 @@ FIGURES = {
 def card(name: str, recipe: Any, prog: Any) -> str:
     from dataclasses import asdict
 
+    split, seed = recipe.arch.get("renders", ("train", 0))
+    renders = (f"training split: {recipe.data:,} rendered 64 px images with templated captions; "
+               "colour/shape pairs in `world.UNSEEN` never appear in training" if split == "train" else
+               f"the `{split}` split, seed {seed}: {recipe.data:,} rendered 64 px images with templated "
+               "captions, every colour/shape pair")
     lines = [f"# {name}", "", WHAT.get(name, ""), "",
-             "Trained by this project on its procedural toy world (`harness/zoo/world.py`, training "
-             f"split: {recipe.data:,} rendered 64 px images with templated captions; colour/shape pairs "
-             "in `world.UNSEEN` never appear in training). Reproduce or continue with:", "",
+             f"Trained by this project on its procedural toy world (`harness/zoo/world.py`, {renders}). "
+             "Reproduce or continue with:", "",
              "```", f"harness zoo train {name}            # continues from these weights",
              f"harness zoo train {name} --fresh    # from scratch", "```", "",
              "## Training", "",

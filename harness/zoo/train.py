@@ -72,9 +72,11 @@ RECIPES: dict[str, Recipe] = {
         block_out_channels=[32, 64, 128], attention_head_dim=16, layers_per_block=1)),
     "toy-dit": Recipe("dit", steps=40_000, batch=64, lr=4e-4, arch=dict(
         layers=6, heads=4, head_dim=32, patch=2)),
-    "toy-vlm": Recipe("vlm", steps=17_500, batch=32, lr=1e-3, ema=0.0, data=8000, lr_floor=0.02, arch=dict(
+    "toy-vlm": Recipe("vlm", steps=34_000, batch=32, lr=1e-3, ema=0.0, data=8000, lr_floor=0.02, arch=dict(
         family="llava", hidden=128, layers=4, heads=4, vision_from="toy-clip",
-        generated={"toy-unet": 1024, "toy-dit": 2048}, generated_share=0.5, describe_share=0.25)),
+        renders=("reference", 1), generated={"toy-unet": {"train": 1024, "all": 3000},
+                                             "toy-dit": {"train": 2048, "all": 6000}},
+        generated_share=0.75, doubt_weight=4.0, describe_share=0.25)),
 }
 NEEDS = {"toy-unet": ("toy-vae", "toy-clip"), "toy-dit": ("toy-vae", "toy-clip"), "toy-clip": (),
          "toy-vae": (), "toy-vlm": ("toy-clip", "toy-unet", "toy-dit")}
@@ -392,7 +394,8 @@ def _device_name(dev: str) -> str:
 class _Trainer:
     def __init__(self, name: str, recipe: Recipe, root: Path, dev: str, resume: bool) -> None:
         self.name, self.recipe, self.root, self.dev = name, recipe, root, dev
-        self.data = zdata.load("train", recipe.data, IMAGE_SIZE)
+        split, seed = recipe.arch.get("renders", ("train", 0))
+        self.data = zdata.load(split, recipe.data, IMAGE_SIZE, seed=seed)
 
     def finish(self, folder: Path, model, prog: Progress) -> None:
         """Last touches after training (statistics, figures for the card)."""
@@ -658,10 +661,13 @@ class VLMTrainer(_Trainer):
     captions), by cross-entropy on the answer token: the number VQAScore and the question-based
     scores read; and to caption renders (many target tokens per image: grounding).
 
-    Rows come from two sources: renders of the training split (answers from the scene) and, a
-    ``generated_share`` of them, the zoo generators' images of other training-split captions
-    (:mod:`harness.zoo.vlm_data`), answered by what the rule-based checker reads from the image:
-    the metrics score generated images, and the checker is what their answers are held to."""
+    Rows come from two sources: renders (answers from the scene) and, a ``generated_share`` of
+    them, the zoo generators' images of other captions (:mod:`harness.zoo.vlm_data`), answered by
+    what the rule-based checker reads from the image: the metrics score generated images, and the
+    checker is what their answers are held to. Both cover every colour/shape pair (``renders``:
+    a split and seed of its own; the ``all`` pool of generated images): the generators' training
+    split leaves some pairs out to test *them* on unseen pairs, and the judge of that test must
+    know those pairs. The quality benchmark's held-out scenes are drawn from neither."""
 
     def __init__(self, *a, resume: bool, **kw) -> None:
         super().__init__(*a, resume=resume, **kw)
@@ -671,19 +677,26 @@ class VLMTrainer(_Trainer):
         folder = self.root / self.name
         arch = dict(self.recipe.arch)
         family = arch.pop("family")
+        arch.pop("renders", None)
         counts = dict(arch.pop("generated", {}))
         self.generated_share = float(arch.pop("generated_share", 0.0)) if counts else 0.0
         self.describe_share = float(arch.pop("describe_share", 0.25))
+        doubt_weight = float(arch.pop("doubt_weight", 1.0))
+        from harness.zoo import vlm_data
+
         if counts and self.recipe.data < 1000:
             # A test-sized run (a few hundred renders) draws a test-sized generated set too.
-            counts = dict.fromkeys(counts, max(2, self.recipe.data // 32))
+            counts = {g: dict.fromkeys(vlm_data.pools(spec), max(2, self.recipe.data // 32))
+                      for g, spec in counts.items()}
         self.gen, self.by_source = None, []
         if counts:
-            from harness.zoo import vlm_data
-
             self.gen = vlm_data.load(self.root, counts, self.dev)
-            # Each generator equally often, whatever its number of images.
+            # Each generator equally often, whatever its number of images; within one, images
+            # whose checker reading hangs on a hair ``doubt_weight`` times as often as the rest
+            # (where the judge's answers and the checker's part most).
             self.by_source = [np.flatnonzero(np.array(self.gen.sources) == g) for g in counts]
+            w = np.where(self.gen.doubtful, doubt_weight, 1.0)
+            self.source_p = [w[ix] / w[ix].sum() for ix in self.by_source]
         if resume:
             from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -731,8 +744,8 @@ class VLMTrainer(_Trainer):
         qs, ans, describe, imgs, p_yes = [], [], [], [], []
         for g in from_gen:
             if g:
-                pool = self.by_source[int(rng.integers(len(self.by_source)))]
-                k = int(pool[rng.integers(len(pool))])
+                j = int(rng.integers(len(self.by_source)))
+                k = int(rng.choice(self.by_source[j], p=self.source_p[j]))
                 q, t = generated_question(r, self.gen, k)
                 qs.append(q)
                 ans.append("Yes" if t >= 0.5 else "No")

@@ -9,6 +9,12 @@ prompt, so a drawing that missed its prompt teaches "no". Only training-split sc
 
 The images are a pure function of (generator weights, scenes, seeds, sampling settings): they are
 generated once, in chunks that survive an interruption, and cached under the zoo cache folder.
+
+Two pools of scenes: ``train`` (the generators' own training split: no unseen colour/shape pair)
+and ``all`` (every colour/shape pair, its own seed stream). The judge needs the second: the
+held-out captions the generators are measured on include the pairs they never saw, and a judge
+that never saw a yellow triangle cannot say whether one was drawn. Neither pool is the held-out
+set the quality benchmark reads (its own split and seed).
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ GENERATORS = ("toy-unet", "toy-dit")
 KINDS = ("single", "pair", "count")
 SEED = world.SPLIT_SEEDS["train"] + 505
 """Seed of the generated set's scenes (its own stream, so the rendered training set is unchanged)."""
+POOLS = {"train": ("train", SEED, 100_000),
+         "all": ("reference", world.SPLIT_SEEDS["reference"] + 606, 300_000)}
+"""Pool -> (world split its scenes are drawn from, scene seed, first sampling seed)."""
 CHUNK = 128
 
 
@@ -41,35 +50,49 @@ class GeneratedSet:
     """:func:`questions.image_content` of each image."""
     sources: list[str]
     """The generator of each image."""
+    doubtful: np.ndarray | None = None
+    """Whether the checker's reading of each image hangs on a hair (:func:`checker.doubts`)."""
 
     def __len__(self) -> int:
         return len(self.images)
 
 
-def scenes(n: int) -> list[world.Scene]:
-    """``n`` training-split object scenes (single, pair and count in turn)."""
-    rng = random.Random(SEED)
-    return [world.sample_scene(rng, "train", kind=KINDS[i % len(KINDS)]) for i in range(n)]
+def _pool(pool: str) -> tuple[str, int, int]:
+    if pool not in POOLS:
+        from harness.errors import did_you_mean
+
+        raise ValueError(f"no generated-image pool {pool!r}.{did_you_mean(pool, list(POOLS))}")
+    return POOLS[pool]
 
 
-def prompts(sc: list[world.Scene]) -> list[str]:
+def scenes(n: int, pool: str = "train") -> list[world.Scene]:
+    """``n`` object scenes of a pool (single, pair and count in turn)."""
+    split, seed, _ = _pool(pool)
+    rng = random.Random(seed)
+    return [world.sample_scene(rng, split, kind=KINDS[i % len(KINDS)]) for i in range(n)]
+
+
+def prompts(sc: list[world.Scene], pool: str = "train") -> list[str]:
     """One caption template per scene (seeded: templates vary as in the rendered set)."""
-    rng = random.Random(SEED + 1)
+    rng = random.Random(_pool(pool)[1] + 1)
     return [world.caption(s, rng) for s in sc]
 
 
-def _cache(root: Path, name: str, n: int) -> Path:
+def _cache(root: Path, name: str, n: int, pool: str = "train") -> Path:
     from harness.generators.diffusers_loading import folder_fingerprint
     from harness.toyworld.data import cache_root
 
-    return cache_root() / f"vlm-train-{name}-{folder_fingerprint(root / name)[:12]}-{n}.npz"
+    tag = "vlm-train" if pool == "train" else f"vlm-{pool}"  # "train" keeps its first name
+    return cache_root() / f"{tag}-{name}-{folder_fingerprint(root / name)[:12]}-{n}.npz"
 
 
-def generate(root: Path, name: str, n: int, device: str = "cpu", log=print) -> np.ndarray:
-    """The ``n`` images of one generator (cached; resumes a partial cache chunk by chunk)."""
+def generate(root: Path, name: str, n: int, device: str = "cpu", log=print,
+             pool: str = "train") -> np.ndarray:
+    """The ``n`` images of one generator and pool (cached; resumes a partial cache chunk by
+    chunk)."""
     from harness.zoo import evaluate as E
 
-    path = _cache(root, name, n)
+    path = _cache(root, name, n, pool)
     if path.exists():
         return np.load(path)["images"]
     # Scenes and seeds go by index, so any cached set of the same weights (finished or not)
@@ -86,52 +109,68 @@ def generate(root: Path, name: str, n: int, device: str = "cpu", log=print) -> n
         return done
     partial = path.with_suffix(".partial.npz")
     if len(done) < n:
-        sc = scenes(n)
-        ps = prompts(sc)
+        sc = scenes(n, pool)
+        ps = prompts(sc, pool)
+        first = _pool(pool)[2]
         pipe = E.load_pipeline(root / name, device)
         cfg = E.SAMPLING[name]
-        log(f"toy-vlm: generating {n - len(done)} training images with {name} "
+        log(f"toy-vlm: generating {n - len(done)} training images ({pool} pool) with {name} "
             f"({len(done)} cached) -> {path.name}")
         while len(done) < n:
             s, e = len(done), min(n, len(done) + CHUNK)
-            ims = E.generate(pipe, ps[s:e], [100_000 + i for i in range(s, e)], steps=cfg["steps"],
+            ims = E.generate(pipe, ps[s:e], [first + i for i in range(s, e)], steps=cfg["steps"],
                              guidance=cfg["guidance"])
             done = np.concatenate([done, np.stack([np.asarray(im.convert("RGB")) for im in ims])])
             tmp = partial.with_suffix(".tmp.npz")
             np.savez(tmp, images=done)
             tmp.replace(partial)
-            log(f"toy-vlm: {name} {len(done)}/{n}")
+            log(f"toy-vlm: {name} ({pool}) {len(done)}/{n}")
     np.savez(path, images=done[:n])
     partial.unlink(missing_ok=True)
     return done[:n]
 
 
-def load(root: Path, counts: dict[str, int], device: str = "cpu", log=print) -> GeneratedSet:
-    """Each generator's images of the first ``counts[generator]`` scenes, with checker readings
-    (cached next to the images: reading is pure Python and takes a while)."""
+def pools(spec: int | dict[str, int]) -> dict[str, int]:
+    """A generator's entry of the recipe (a count: the ``train`` pool; or pool -> count)."""
+    return {"train": int(spec)} if isinstance(spec, int) else {p: int(n) for p, n in spec.items()}
+
+
+def load(root: Path, counts: dict[str, int | dict[str, int]], device: str = "cpu", log=print) -> GeneratedSet:
+    """Each generator's images of the first ``n`` scenes of each pool (``counts``: generator ->
+    n of the ``train`` pool, or -> {pool: n}), with checker readings (cached next to the images:
+    reading is pure Python and takes a while)."""
     from PIL import Image
 
-    from harness.toyworld import questions
+    from harness.toyworld import checker, questions
 
-    images, sc, contents, sources = [], [], [], []
-    for name, n in counts.items():
-        ims = generate(root, name, n, device, log)
-        read = _cache(root, name, n).with_suffix(".contents.json")
-        if read.exists():
-            got = json.loads(read.read_text())
-        else:
-            got = [questions.image_content(Image.fromarray(a)) for a in ims]
-            read.write_text(json.dumps(got))
-        images.append(ims)
-        sc += scenes(n)
-        contents += got
-        sources += [name] * len(ims)
-    return GeneratedSet(np.concatenate(images), sc, contents, sources)
+    images, sc, contents, sources, doubtful = [], [], [], [], []
+    for name, spec in counts.items():
+        for pool, n in pools(spec).items():
+            ims = generate(root, name, n, device, log, pool)
+            read = _cache(root, name, n, pool).with_suffix(".contents.json")
+            if read.exists():
+                got = json.loads(read.read_text())
+            else:
+                got = [questions.image_content(Image.fromarray(a)) for a in ims]
+                read.write_text(json.dumps(got))
+            doubt_path = read.with_name(read.name.replace(".contents.json", ".doubts.json"))
+            if doubt_path.exists():
+                doubts = json.loads(doubt_path.read_text())
+            else:
+                doubts = [bool(checker.doubts(Image.fromarray(a))) for a in ims]
+                doubt_path.write_text(json.dumps(doubts))
+            images.append(ims)
+            sc += scenes(n, pool)
+            contents += got
+            doubtful += doubts
+            sources += [name] * len(ims)
+    return GeneratedSet(np.concatenate(images), sc, contents, sources, np.array(doubtful, bool))
 
 
 def main() -> None:
-    """``python -m harness.zoo.vlm_data N``: generate (and cache) N images per generator ahead
-    of training."""
+    """``python -m harness.zoo.vlm_data N [POOL [GENERATOR]]``: generate (and cache) N images per
+    generator (or of one) of a pool ahead of training (one generator per process runs two on
+    two cores)."""
     import sys
 
     import torch
@@ -140,7 +179,9 @@ def main() -> None:
 
     torch.set_num_threads(1)
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1024
-    g = load(ZOO_DIR, dict.fromkeys(GENERATORS, n))
+    pool = sys.argv[2] if len(sys.argv) > 2 else "train"
+    gens = sys.argv[3:] or list(GENERATORS)
+    g = load(ZOO_DIR, {name: {pool: n} for name in gens})
     print(f"{len(g)} generated training images ready")
 
 

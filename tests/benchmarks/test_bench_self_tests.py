@@ -95,6 +95,8 @@ def test_every_benchmark_offers_a_self_test_and_make_runs_them():
 
 
 @pytest.mark.slow
-def test_vlm_quality_catches_yes_and_no_crossed():
+def test_vlm_quality_catches_crossed_answers_wrong_images_and_a_yes_bias():
     out = self_test("vlm_quality.py")
-    assert "self-test yes_no_crossed: FAIL (caught)" in out
+    for fault in ("yes_no_crossed", "wrong_image", "yes_bias"):
+        assert f"self-test {fault}: FAIL (caught)" in out
+    assert "3 of 3 faults caught, clean checks ok ok" in out

@@ -70,3 +70,36 @@ def test_attribute_metric_uses_meta_or_tags_and_skips_the_rest():
     assert spec_from_tags(["count:2", "colour:red", "shape:circle"]) == {
         "kind": "count", "colour": "red", "shape": "circle", "count": 2}
     assert spec_from_tags(["colour:red", "colour:blue", "shape:circle"]) is None
+
+
+def test_doubts_name_readings_that_hang_on_a_hair_and_clean_renders_have_none():
+    from PIL import ImageDraw
+
+    from harness.toyworld.checker import MIN_SHAPE_IOU, doubts
+    from harness.toyworld.world import BACKGROUND, COLOURS
+
+    rng = random.Random(3)
+    for _ in range(120):
+        s = sample_scene(rng, "eval")
+        if s.kind != "word":
+            assert doubts(render(s, 64)) == [], s
+    # A square with corners rounded half way: square and circle overlap it almost equally.
+    img = Image.new("RGB", (64, 64), BACKGROUND)
+    ImageDraw.Draw(img).rounded_rectangle((10, 10, 30, 30), radius=6, fill=COLOURS["blue"])
+    (found,) = read_objects(img)
+    (why,) = doubts(img)
+    assert why.startswith("blue region at (0.31, 0.31): ") and found.shape in why and " vs " in why
+    # A ragged blob just under the acceptance threshold: read as nothing, by a hair.
+    ragged = Image.new("RGB", (64, 64), BACKGROUND)
+    d = ImageDraw.Draw(ragged)
+    for _ in range(200):  # pick a blob whose best overlap falls in the doubt band
+        d.rectangle((0, 0, 63, 63), fill=BACKGROUND)
+        pts = [(20 + rng.uniform(-9, 9) + 9 * np.cos(a), 20 + rng.uniform(-9, 9) + 9 * np.sin(a))
+               for a in np.linspace(0, 2 * np.pi, 9)[:-1]]
+        d.polygon(pts, fill=COLOURS["green"])
+        why = doubts(ragged)
+        if why and "threshold" in why[0]:
+            break
+    assert why and f"(threshold {MIN_SHAPE_IOU})" in why[0]
+    best = float(why[0].split("overlaps ")[1].split(" ")[0])
+    assert (best >= MIN_SHAPE_IOU) == bool(read_objects(ragged))

@@ -5,9 +5,11 @@ recipe's cosine learning-rate decay."""
 import math
 import random
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from harness.toyworld import questions as Q
 from harness.toyworld import world
@@ -99,6 +101,53 @@ def test_a_cached_larger_set_serves_a_smaller_one(tmp_path, monkeypatch):
     got = V.generate(T.ZOO_DIR, "toy-dit", 3, log=lambda *_: None)  # no pipeline is loaded
     assert np.array_equal(got, big[:3])
     assert V._cache(T.ZOO_DIR, "toy-dit", 3).exists()
+
+
+def test_load_reads_each_pool_and_flags_images_whose_checker_reading_is_doubtful(tmp_path, monkeypatch):
+    """Readings and doubts are computed once per cached set, per pool, in recipe order; the
+    trainer oversamples the doubtful ones by ``doubt_weight``."""
+    from PIL import ImageDraw
+
+    from harness.toyworld import checker
+
+    monkeypatch.setenv("HARNESS_ZOO_CACHE", str(tmp_path))
+    clean = [np.asarray(world.render(s, 64)) for s in V.scenes(2, "all")]
+    rounded = Image.new("RGB", (64, 64), world.BACKGROUND)  # square and circle overlap it alike
+    ImageDraw.Draw(rounded).rounded_rectangle((10, 10, 30, 30), radius=6, fill=world.COLOURS["blue"])
+    np.savez(V._cache(T.ZOO_DIR, "toy-dit", 3, "all"), images=np.stack([*clean, np.asarray(rounded)]))
+    np.savez(V._cache(T.ZOO_DIR, "toy-dit", 2), images=np.stack(clean))
+    g = V.load(T.ZOO_DIR, {"toy-dit": {"train": 2, "all": 3}}, log=lambda *_: None)
+    assert len(g) == 5 and g.scenes == V.scenes(2) + V.scenes(3, "all")
+    assert g.doubtful.tolist() == [False, False, False, False, True]
+    assert g.doubtful.tolist() == [bool(checker.doubts(Image.fromarray(a))) for a in g.images]
+    again = V.load(T.ZOO_DIR, {"toy-dit": {"train": 2, "all": 3}}, log=lambda *_: None)  # from the cache
+    assert again.doubtful.tolist() == g.doubtful.tolist() and again.contents == g.contents
+    assert len(list(tmp_path.glob("zoo/*.doubts.json"))) == 2
+
+
+def test_the_all_pool_covers_every_colour_shape_pair_the_benchmark_never_sees():
+    """The judge must know the pairs the generators' training split leaves out (their held-out
+    prompts use them): the ``all`` pool draws every pair, reproducibly, apart from the ``train``
+    pool and from the quality benchmark's held-out scenes, and caches under its own name."""
+    import importlib.util
+
+    a, b = V.scenes(300, "all"), V.scenes(600, "all")
+    assert a == b[:300]
+    pairs = {(t.colour, t.shape) for s in b for t in s.things}
+    assert pairs >= world.UNSEEN and len(pairs) == len(world.COLOURS) * len(world.SHAPES)
+    assert {s.kind for s in b} == {"single", "pair", "count"}
+    assert V.scenes(50, "train") != a[:50] and V.prompts(a[:5], "all") == V.prompts(b[:5], "all")
+    repo = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("vlm_quality", repo / "benchmarks" / "vlm_quality.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    held = bench.held_out(96)
+    assert not set(held) & (set(b) | set(V.scenes(600)))  # scenes carry their jittered positions
+    assert V._cache(T.ZOO_DIR, "toy-dit", 8, "all").name.startswith("vlm-all-toy-dit-")
+    assert V._cache(T.ZOO_DIR, "toy-dit", 8).name.startswith("vlm-train-toy-dit-")  # as before
+    assert V.pools(5) == {"train": 5} and V.pools({"all": 3}) == {"all": 3}
+    with pytest.raises(ValueError, match="no generated-image pool 'al'.*all"):
+        V.scenes(3, "al")
 
 
 def test_lr_decays_by_cosine_to_the_floor_at_the_target():
