@@ -148,11 +148,43 @@ def random_check(rng: random.Random, scene: world.Scene) -> dict[str, Any]:
     return {"exists": {"shape": shape, "colour": colour, "position": position}}
 
 
-def training_question(rng: random.Random, scene: world.Scene, caption_share: float = 0.3
-                      ) -> tuple[str, bool]:
+def position_check(rng: random.Random, content: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A question about where one object of ``content`` is: its colour and shape at its own
+    position (half the time), at the left-right mirror of it, the top-bottom mirror or any other
+    position; None when no object has a named position. :func:`random_check` rarely asks these
+    (a position question with a wrong corner is about 1 in 300 of its questions, one with left
+    and right swapped 1 in 1,000), so a judge trained on it alone learns "is there a red circle
+    anywhere" and cannot tell left from right."""
+    objects = [o for o in content["objects"] if o.get("position")]
+    if not objects:
+        return None
+    o = rng.choice(objects)
+    own = o["position"]
+    u = rng.random()
+    if u < 0.5:
+        where = own
+    else:
+        if u < 0.75:
+            where = world.mirror_position(own)
+        elif u < 0.875:
+            where = " ".join({"top": "bottom", "bottom": "top"}.get(w, w) for w in own.split())
+        else:
+            where = own
+        if where == own:  # the centre mirrors onto itself
+            where = rng.choice([p for p in world.POSITIONS if p != own])
+    return {"exists": {"shape": o["shape"], "colour": o["colour"], "position": where}}
+
+
+def training_question(rng: random.Random, scene: world.Scene, caption_share: float = 0.3,
+                      position_share: float = 0.0) -> tuple[str, bool]:
     """One (question, true answer) about a scene, yes and no about equally often: an atomic
     question (:func:`phrase`) or, with probability ``caption_share``, the VQAScore question
-    with this scene's caption or a near-miss scene's caption."""
+    with this scene's caption or a near-miss scene's caption; or, with probability
+    ``position_share`` (drawn first), a :func:`position_check` question."""
+    if position_share and rng.random() < position_share:
+        check = position_check(rng, scene_content(scene))
+        if check is not None:
+            return phrase(check), bool(answer(check, scene_content(scene)))
     want = rng.random() < 0.5
     if rng.random() < caption_share:
         caps = world.captions(scene)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont
@@ -137,6 +137,22 @@ def sample_scene(rng: random.Random, split: str = "train", kind: str | None = No
     slots = rng.sample([(0.27, 0.27), (0.73, 0.27), (0.27, 0.73), (0.73, 0.73)], n)
     size = rng.uniform(0.11, 0.14)
     return Scene(kind="count", things=tuple(Thing(shape, colour, None, xy, size) for xy in slots))
+
+
+def mirror_position(position: str) -> str:
+    """A named position seen in a mirror: left and right swapped ("centre" stays)."""
+    swap = {"left": "right", "right": "left"}
+    return " ".join(swap.get(w, w) for w in position.split())
+
+
+def mirror(scene: Scene) -> Scene:
+    """The scene seen in a mirror: what a left-right flip of its image shows. Every toy shape is
+    symmetric about its vertical axis, so only positions change (names and centres)."""
+    if scene.kind == "word":
+        raise ValueError("a word scene does not mirror: its sign's letters would read backwards")
+    return replace(scene, things=tuple(
+        replace(t, position=t.position and mirror_position(t.position), xy=(1 - t.xy[0], t.xy[1]))
+        for t in scene.things))
 
 
 def scenes(split: str, n: int, seed: int = 0) -> Iterator[Scene]:

@@ -31,7 +31,10 @@ WHAT = {
                 "answered by what the rule-based checker reads from each image "
                 "(`harness/zoo/vlm_data.py`): the images the metrics score, held to the checker the "
                 "quality benchmark compares with; images whose checker reading hangs on a hair "
-                "(`checker.doubts`) are drawn `doubt_weight` times as often. Renders and generated "
+                "(`checker.doubts`) are drawn `doubt_weight` times as often; `mirror` adds each "
+                "generated image flipped left to right and `warps` copies wobbled by a pixel or "
+                "two, each read again by the checker; `position_share` of the rows ask where an "
+                "object is (its own place or a mirrored one). Renders and generated "
                 "images cover every "
                 "colour/shape pair, the pairs the generators never saw included (a judge of "
                 "unseen-pair prompts must know them); the quality benchmark's held-out scenes "
@@ -62,6 +65,8 @@ FIGURES = {
     "vlm_vqascore_auc": "held-out real images: VQAScore AUC, own caption vs a near-miss caption",
     "vlm_matched": "mean VQAScore, image with its caption",
     "vlm_mismatched": "mean VQAScore, image with a near-miss caption",
+    "vlm_left_right": "held-out real images: each object asked about at its own place and at the "
+                      "left-right mirror of it, answered right (0.5: blind to left and right)",
 }
 
 

@@ -123,7 +123,9 @@ def auc(pos: list[float], neg: list[float]) -> float:
 
 def vlm_quality(folder: str | Path, device: str = "cpu", n: int = 300, batch: int = 64) -> dict[str, float]:
     """The toy VLM on held-out real images (eval split): share of balanced yes/no questions
-    answered right, and the VQAScore AUC of matching vs near-miss captions."""
+    answered right, the VQAScore AUC of matching vs near-miss captions, and whether it tells left
+    from right (each object off the centre asked about at its own place and at its left-right
+    mirror: a judge blind to left and right scores 0.5)."""
     from harness.metrics.vqa import DEFAULT_TEMPLATE, load_judge
     from harness.toyworld import questions
 
@@ -145,6 +147,17 @@ def vlm_quality(folder: str | Path, device: str = "cpu", n: int = 300, batch: in
     ask = DEFAULT_TEMPLATE.replace
     matched = p_yes([ask("{prompt}", world.caption(s)) for s in scenes])
     mismatched = p_yes([ask("{prompt}", world.caption(questions.near_miss(rng, s))) for s in scenes])
+    placed = [(images[i], t) for i, s in enumerate(scenes) if s.kind in ("single", "pair")
+              for t in s.things if t.position != "centre"]
+    asks = [(im, questions.phrase({"exists": {"shape": t.shape, "colour": t.colour, "position": where}}), yes)
+            for im, t in placed
+            for where, yes in ((t.position, True), (world.mirror_position(t.position), False))]
+    sided = []
+    for i in range(0, len(asks), batch):
+        chunk = asks[i:i + batch]
+        sided += judge.p_yes([a[0] for a in chunk], [a[1] for a in chunk])[0]
+    left_right = float(np.mean([(p >= 0.5) == yes for p, (_, _, yes) in zip(sided, asks, strict=True)]))
     return {"vlm_question_agreement": round(agree, 4), "vlm_vqascore_auc": round(auc(matched, mismatched), 4),
             "vlm_matched": round(float(np.mean(matched)), 4),
-            "vlm_mismatched": round(float(np.mean(mismatched)), 4)}
+            "vlm_mismatched": round(float(np.mean(mismatched)), 4),
+            "vlm_left_right": round(left_right, 4)}

@@ -72,11 +72,12 @@ RECIPES: dict[str, Recipe] = {
         block_out_channels=[32, 64, 128], attention_head_dim=16, layers_per_block=1)),
     "toy-dit": Recipe("dit", steps=40_000, batch=64, lr=4e-4, arch=dict(
         layers=6, heads=4, head_dim=32, patch=2)),
-    "toy-vlm": Recipe("vlm", steps=34_000, batch=32, lr=1e-3, ema=0.0, data=8000, lr_floor=0.02, arch=dict(
+    "toy-vlm": Recipe("vlm", steps=60_000, batch=32, lr=1e-3, ema=0.0, data=8000, lr_floor=0.02, arch=dict(
         family="llava", hidden=128, layers=4, heads=4, vision_from="toy-clip",
         renders=("reference", 1), generated={"toy-unet": {"train": 1024, "all": 3000},
                                              "toy-dit": {"train": 2048, "all": 6000}},
-        generated_share=0.75, doubt_weight=4.0, describe_share=0.25)),
+        mirror=True, warps=0, generated_share=0.75, doubt_weight=4.0, position_share=0.15,
+        describe_share=0.25)),
 }
 NEEDS = {"toy-unet": ("toy-vae", "toy-clip"), "toy-dit": ("toy-vae", "toy-clip"), "toy-clip": (),
          "toy-vae": (), "toy-vlm": ("toy-clip", "toy-unet", "toy-dit")}
@@ -682,6 +683,9 @@ class VLMTrainer(_Trainer):
         self.generated_share = float(arch.pop("generated_share", 0.0)) if counts else 0.0
         self.describe_share = float(arch.pop("describe_share", 0.25))
         doubt_weight = float(arch.pop("doubt_weight", 1.0))
+        self.position_share = float(arch.pop("position_share", 0.0))
+        mirror = bool(arch.pop("mirror", False))
+        warps = int(arch.pop("warps", 0))
         from harness.zoo import vlm_data
 
         if counts and self.recipe.data < 1000:
@@ -690,7 +694,7 @@ class VLMTrainer(_Trainer):
                       for g, spec in counts.items()}
         self.gen, self.by_source = None, []
         if counts:
-            self.gen = vlm_data.load(self.root, counts, self.dev)
+            self.gen = vlm_data.load(self.root, counts, self.dev, mirror=mirror, warps=warps)
             # Each generator equally often, whatever its number of images; within one, images
             # whose checker reading hangs on a hair ``doubt_weight`` times as often as the rest
             # (where the judge's answers and the checker's part most).
@@ -746,7 +750,7 @@ class VLMTrainer(_Trainer):
             if g:
                 j = int(rng.integers(len(self.by_source)))
                 k = int(rng.choice(self.by_source[j], p=self.source_p[j]))
-                q, t = generated_question(r, self.gen, k)
+                q, t = generated_question(r, self.gen, k, self.position_share)
                 qs.append(q)
                 ans.append("Yes" if t >= 0.5 else "No")
                 p_yes.append(t)
@@ -762,7 +766,8 @@ class VLMTrainer(_Trainer):
                 ans.append(r.choice(self.data.captions[i]))
                 p_yes.append(0.0)
             else:
-                q, y = questions.training_question(r, self.data.scenes[i])
+                q, y = questions.training_question(r, self.data.scenes[i],
+                                                   position_share=self.position_share)
                 qs.append(q)
                 ans.append("Yes" if y else "No")
                 p_yes.append(float(y))
@@ -797,18 +802,24 @@ class VLMTrainer(_Trainer):
         prog.figures.update(vlm_quality(folder, self.dev))
 
 
-def generated_question(r, gen, k: int) -> tuple[str, float]:
+def generated_question(r, gen, k: int, position_share: float = 0.0) -> tuple[str, float]:
     """A question about generated image ``k`` and the checker's answer to it (a probability of
     "Yes"): as the quality benchmark asks them, the prompt's own DSG questions and near-miss
     atomic questions (no sign or word questions: the checker reads shapes only), 0 or 1; or the
     VQAScore question on the prompt's caption, a near-miss caption or another image's caption,
     the share of that caption's DSG questions the checker's reading confirms (gated as
     questions_toy gates them). A drawing is judged by how much of its caption it shows, so a
-    nearly right one still ranks above an unrelated caption, as VQAScore should rank them."""
+    nearly right one still ranks above an unrelated caption, as VQAScore should rank them.
+    With probability ``position_share`` (drawn first), a :func:`questions.position_check`
+    question about an object the checker reads."""
     from harness.toyworld import questions
     from harness.toyworld import world as W
 
     scene, content = gen.scenes[k], gen.contents[k]
+    if position_share and r.random() < position_share:
+        check = questions.position_check(r, content)
+        if check is not None:
+            return questions.phrase(check), float(bool(questions.answer(check, content)))
     u = r.random()
     if u < 0.3:
         v = r.random()

@@ -135,35 +135,95 @@ def pools(spec: int | dict[str, int]) -> dict[str, int]:
     return {"train": int(spec)} if isinstance(spec, int) else {p: int(n) for p, n in spec.items()}
 
 
-def load(root: Path, counts: dict[str, int | dict[str, int]], device: str = "cpu", log=print) -> GeneratedSet:
-    """Each generator's images of the first ``n`` scenes of each pool (``counts``: generator ->
-    n of the ``train`` pool, or -> {pool: n}), with checker readings (cached next to the images:
-    reading is pure Python and takes a while)."""
+def _readings(ims: np.ndarray, cache: Path) -> tuple[list[dict[str, Any]], list[bool]]:
+    """The checker's reading of each image and whether it hangs on a hair, cached at
+    ``cache`` (``*.contents.json``, ``*.doubts.json`` beside it): reading is pure Python."""
     from PIL import Image
 
     from harness.toyworld import checker, questions
 
+    if cache.exists():
+        got = json.loads(cache.read_text())
+    else:
+        got = [questions.image_content(Image.fromarray(a)) for a in ims]
+        cache.write_text(json.dumps(got))
+    doubt_path = cache.with_name(cache.name.replace(".contents.json", ".doubts.json"))
+    if doubt_path.exists():
+        doubts = json.loads(doubt_path.read_text())
+    else:
+        doubts = [bool(checker.doubts(Image.fromarray(a))) for a in ims]
+        doubt_path.write_text(json.dumps(doubts))
+    return got, doubts
+
+
+WARP_PIXELS = 1.5
+"""Spread of :func:`warp`'s displacement in the training copies (in their cache names)."""
+
+
+def warp(images: np.ndarray, seed: int, pixels: float = WARP_PIXELS, grid: int = 5) -> np.ndarray:
+    """Each image displaced by its own smooth random field (normal, ``pixels`` px of spread, on a
+    ``grid`` x ``grid`` lattice spline-interpolated over the image; bilinear resampling, edges
+    repeated): outlines wobble a little, as a generator's do, so shapes near the checker's
+    thresholds cross them both ways. Reproducible from ``seed``."""
+    import torch
+    import torch.nn.functional as F
+
+    n, h, w, _ = images.shape
+    g = torch.Generator().manual_seed(seed)
+    field = torch.randn(n, 2, grid, grid, generator=g) * pixels
+    field = F.interpolate(field, size=(h, w), mode="bicubic", align_corners=True)
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
+                            indexing="ij")
+    # Sampling positions in grid_sample's [-1, 1] coordinates (pixel centres, align_corners=True).
+    gx = (xs + field[:, 0]) / (w - 1) * 2 - 1
+    gy = (ys + field[:, 1]) / (h - 1) * 2 - 1
+    out = []
+    for s in range(0, n, 512):
+        x = torch.from_numpy(images[s:s + 512]).permute(0, 3, 1, 2).float()
+        grid_ = torch.stack([gx[s:s + 512], gy[s:s + 512]], -1)
+        y = F.grid_sample(x, grid_, mode="bilinear", padding_mode="border", align_corners=True)
+        out.append(y.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy())
+    return np.concatenate(out) if out else images.copy()
+
+
+def load(root: Path, counts: dict[str, int | dict[str, int]], device: str = "cpu", log=print,
+         mirror: bool = False, warps: int = 0) -> GeneratedSet:
+    """Each generator's images of the first ``n`` scenes of each pool (``counts``: generator ->
+    n of the ``train`` pool, or -> {pool: n}), with checker readings (cached next to the images:
+    reading is pure Python and takes a while).
+
+    ``mirror`` adds each pool's images flipped left to right, prompted (as far as the training
+    rows go) by the mirrored scene and read again by the checker: twice the generated images at
+    no sampling cost, and the same drawing with left and right swapped, which a judge must tell
+    apart (the checker reads the flipped image itself, so its labels hold whatever the flip does
+    to a shape).
+
+    ``warps`` adds that many copies of each pool's images (not of the mirrored ones), each
+    :func:`warp`-ed with its own seed and read again by the checker: near its thresholds a wobble
+    of a pixel flips a reading, and pairs of nearly equal images read differently teach a judge
+    where the checker draws the line."""
     images, sc, contents, sources, doubtful = [], [], [], [], []
     for name, spec in counts.items():
         for pool, n in pools(spec).items():
             ims = generate(root, name, n, device, log, pool)
             read = _cache(root, name, n, pool).with_suffix(".contents.json")
-            if read.exists():
-                got = json.loads(read.read_text())
-            else:
-                got = [questions.image_content(Image.fromarray(a)) for a in ims]
-                read.write_text(json.dumps(got))
-            doubt_path = read.with_name(read.name.replace(".contents.json", ".doubts.json"))
-            if doubt_path.exists():
-                doubts = json.loads(doubt_path.read_text())
-            else:
-                doubts = [bool(checker.doubts(Image.fromarray(a))) for a in ims]
-                doubt_path.write_text(json.dumps(doubts))
-            images.append(ims)
-            sc += scenes(n, pool)
-            contents += got
-            doubtful += doubts
-            sources += [name] * len(ims)
+            variants = [(ims, read, scenes(n, pool))]
+
+            def named(kind: str, read: Path = read) -> Path:
+                return read.with_name(read.name.replace(".contents.json", f"-{kind}.contents.json"))
+
+            if mirror:
+                variants.append((np.ascontiguousarray(ims[:, :, ::-1]), named("mirror"),
+                                 [world.mirror(s) for s in scenes(n, pool)]))
+            for k in range(1, warps + 1):
+                variants.append((warp(ims, seed=k), named(f"warp{k}-{WARP_PIXELS:g}px"), scenes(n, pool)))
+            for imgs, cache, scs in variants:
+                got, doubts = _readings(imgs, cache)
+                images.append(imgs)
+                sc += scs
+                contents += got
+                doubtful += doubts
+                sources += [name] * len(imgs)
     return GeneratedSet(np.concatenate(images), sc, contents, sources, np.array(doubtful, bool))
 
 

@@ -68,3 +68,30 @@ def test_toy_world_suite_file_is_what_the_generator_makes(tmp_path):
     words = [p for p in suite.prompts if "category:word" in p.tags]
     assert all(p.expected_text and f'"{p.expected_text}"' in p.text for p in words)
     assert all(p.meta["attributes"]["kind"] for p in suite.prompts)
+
+
+def test_a_mirrored_scene_renders_as_the_flipped_image_with_left_and_right_swapped():
+    import pytest
+
+    from harness.toyworld.world import mirror, mirror_position
+
+    assert [mirror_position(p) for p in POSITIONS] == [
+        "top right", "top left", "centre", "bottom right", "bottom left"]
+    rng = random.Random(4)
+    for kind in ("single", "pair", "count"):
+        for _ in range(6):
+            s = sample_scene(rng, "eval", kind=kind)
+            m = mirror(s)
+            assert [(t.shape, t.colour) for t in m.things] == [(t.shape, t.colour) for t in s.things]
+            for a, b in zip(s.things, m.things, strict=True):
+                assert b.xy == (1 - a.xy[0], a.xy[1])
+                assert b.position == (a.position and mirror_position(a.position))
+            # Every toy shape is symmetric about its vertical axis: the flipped render is the
+            # mirrored scene's render (up to antialiasing at the edges).
+            flipped = np.asarray(render(s, 64))[:, ::-1].astype(int)
+            again = np.asarray(render(m, 64)).astype(int)
+            assert np.abs(flipped - again).mean() < 1.0
+            assert [t.position for t in mirror(m).things] == [t.position for t in s.things]
+            assert np.allclose([t.xy for t in mirror(m).things], [t.xy for t in s.things])
+    with pytest.raises(ValueError, match="word scene"):
+        mirror(sample_scene(rng, "eval", kind="word"))

@@ -166,3 +166,70 @@ def test_lr_decays_by_cosine_to_the_floor_at_the_target():
     # Recipes without a floor keep the constant rate after warmup.
     g = T._lr_lambda(10, T.RECIPES["toy-unet"], prog, total=1000)
     assert g(50) == 1.0
+
+
+def test_mirror_adds_each_image_flipped_read_again_by_the_checker(tmp_path, monkeypatch):
+    """``mirror``: twice the generated images at no sampling cost; the flipped copies carry the
+    mirrored scene (the prompt, as the training rows use it) and the checker's reading of the
+    flipped pixels, cached beside the originals' readings."""
+    monkeypatch.setenv("HARNESS_ZOO_CACHE", str(tmp_path))
+    sc = V.scenes(6, "all")
+    ims = np.stack([np.asarray(world.render(s, 64)) for s in sc])
+    np.savez(V._cache(T.ZOO_DIR, "toy-dit", 6, "all"), images=ims)
+    plain = V.load(T.ZOO_DIR, {"toy-dit": {"all": 6}}, log=lambda *_: None)
+    g = V.load(T.ZOO_DIR, {"toy-dit": {"all": 6}}, log=lambda *_: None, mirror=True)
+    assert len(plain) == 6 and len(g) == 12 and g.sources == ["toy-dit"] * 12
+    assert np.array_equal(g.images[:6], ims) and np.array_equal(g.images[6:], ims[:, :, ::-1])
+    assert g.scenes == sc + [world.mirror(s) for s in sc] and g.contents[:6] == plain.contents
+    assert g.contents[6:] == [Q.image_content(Image.fromarray(a)) for a in g.images[6:]]
+    for s, c in zip(sc, g.contents[6:], strict=True):  # the checker sees left and right swapped
+        if s.kind != "count":
+            assert sorted(o["position"] for o in c["objects"]) == sorted(
+                world.mirror_position(t.position) for t in s.things)
+    assert len(list(tmp_path.glob("zoo/*-mirror.contents.json"))) == 1
+    assert len(list(tmp_path.glob("zoo/*-mirror.doubts.json"))) == 1
+
+
+def test_generated_position_rows_answer_what_the_checker_reads(renders_as_generated):
+    g = renders_as_generated
+    checks = _every_check()
+    r = random.Random(1)
+    placed = 0
+    for _ in range(300):
+        k = r.randrange(len(g))
+        q, t = T.generated_question(r, g, k, position_share=0.6)
+        if q.startswith("Does this figure show"):
+            continue
+        assert t == float(bool(Q.answer(checks[q], g.contents[k]))), q
+        placed += " in the " in q
+    assert placed > 150
+
+
+def test_warps_add_wobbled_copies_read_again_by_the_checker(tmp_path, monkeypatch):
+    """A warp moves pixels by a pixel or two along a smooth field: no spread leaves the image as
+    it is, a seed gives the same field again, a shape stays where it was, and each copy carries
+    the checker's reading of its own pixels (near a threshold the wobble flips it)."""
+    monkeypatch.setenv("HARNESS_ZOO_CACHE", str(tmp_path))
+    sc = V.scenes(6, "all")
+    ims = np.stack([np.asarray(world.render(s, 64)) for s in sc])
+    assert np.array_equal(V.warp(ims, 1, pixels=0.0), ims)
+    w1, w2 = V.warp(ims, 1), V.warp(ims, 2)
+    assert np.array_equal(w1, V.warp(ims, 1)) and not np.array_equal(w1, w2)
+    change = np.abs(w1.astype(int) - ims).mean()
+    assert 0.5 < change < 15
+    np.savez(V._cache(T.ZOO_DIR, "toy-dit", 6, "all"), images=ims)
+    g = V.load(T.ZOO_DIR, {"toy-dit": {"all": 6}}, log=lambda *_: None, mirror=True, warps=2)
+    assert len(g) == 24 and g.scenes == sc + [world.mirror(s) for s in sc] + sc + sc
+    assert np.array_equal(g.images[12:18], w1) and np.array_equal(g.images[18:], w2)
+    assert g.contents[12:] == [Q.image_content(Image.fromarray(a)) for a in g.images[12:]]
+    assert g.doubtful.tolist()[12:] == [bool(checker_doubts(a)) for a in g.images[12:]]
+    for s, c in zip(sc, g.contents[12:18], strict=True):  # a wobble, not a move
+        if s.kind == "single":
+            assert [o["position"] for o in c["objects"]] in ([], [s.things[0].position])
+    assert len(list(tmp_path.glob("zoo/*-warp*.contents.json"))) == 2
+
+
+def checker_doubts(a):
+    from harness.toyworld import checker
+
+    return checker.doubts(Image.fromarray(a))
