@@ -76,8 +76,8 @@ RECIPES: dict[str, Recipe] = {
         family="llava", hidden=128, layers=4, heads=4, vision_from="toy-clip",
         renders=("reference", 1), generated={"toy-unet": {"train": 1024, "all": 3000},
                                              "toy-dit": {"train": 2048, "all": 6000}},
-        mirror=True, warps=0, generated_share=0.75, doubt_weight=4.0, position_share=0.15,
-        describe_share=0.25)),
+        mirror=True, warps=0, shifts=0, generated_share=0.75, doubt_weight=4.0, position_share=0.15,
+        describe_share=0.25, grow=None)),
 }
 NEEDS = {"toy-unet": ("toy-vae", "toy-clip"), "toy-dit": ("toy-vae", "toy-clip"), "toy-clip": (),
          "toy-vae": (), "toy-vlm": ("toy-clip", "toy-unet", "toy-dit")}
@@ -253,16 +253,20 @@ def save_progress(folder: Path, prog: Progress) -> None:
 
 
 def _lr_lambda(warmup: int, recipe: Recipe | None = None, prog: Progress | None = None,
-               total: int = 0):
+               total: int = 0, start: int = 0, peak: float = 1.0, span: int | None = None):
     """Warmup over the scheduler's own steps (a fresh optimizer needs it again), times the
-    recipe's cosine decay over the model's steps (``prog.step``, read live) up to ``total``."""
+    recipe's cosine decay over the model's steps (``prog.step``, read live) from ``start`` to the
+    floor at ``total`` (or ``span`` steps after ``start``), times ``peak`` (a later stage's own
+    peak, as a share of the recipe's ``lr``)."""
     if recipe is None or recipe.lr_floor is None or prog is None or total <= 0:
-        return lambda step: min(1.0, (step + 1) / warmup)
+        return lambda step: peak * min(1.0, (step + 1) / warmup)
     floor = recipe.lr_floor
+    length = max(1, span if span else total - start)
 
     def factor(step: int) -> float:
-        done = min(1.0, prog.step / total)
-        return min(1.0, (step + 1) / warmup) * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * done)))
+        done = min(1.0, max(0, prog.step - start) / length)
+        return min(1.0, (step + 1) / warmup) * peak * (
+            floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * done)))
 
     return factor
 
@@ -299,12 +303,16 @@ def train(name: str, *, steps: int | None = None, minutes: float | None = None, 
     target = steps if steps is not None else recipe.steps
     prog = Progress(name=name) if fresh else load_progress(folder, name)
     trainer = TRAINERS[recipe.kind](name, recipe, root, dev, resume=not fresh and folder.exists())
+    changed = trainer.begin(prog.step, log)
     opt = torch.optim.AdamW([p for p in trainer.model.parameters() if p.requires_grad], lr=recipe.lr,
                             weight_decay=0.01 if recipe.kind != "vae" else 0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(recipe.warmup, recipe, prog, target))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(recipe=recipe, prog=prog, total=target,
+                                                              **trainer.schedule(prog.step)))
     ema = EMA(trainer.model, recipe.ema) if recipe.ema else None
     sp = state_path(name)
-    if not fresh and sp.exists() and folder.exists():
+    if changed:  # the saved optimizer state is the old model's shapes
+        log(f"{name}: model changed at step {prog.step} (fresh optimizer)")
+    elif not fresh and sp.exists() and folder.exists():
         st = torch.load(sp, map_location=dev, weights_only=False)
         if st.get("step") == prog.step:
             trainer.model.load_state_dict(st["model"])
@@ -322,6 +330,9 @@ def train(name: str, *, steps: int | None = None, minutes: float | None = None, 
     deadline = started + minutes * 60 if minutes else None
     last_save = started
     session_start = prog.step
+    # A stage boundary (the model changes there) ends the session; the next one starts it.
+    stage_end = trainer.stage_end(prog.step)
+    end = min(target, stage_end) if stage_end is not None else target
     losses: list[float] = []
     bar = tqdm(total=target, initial=min(prog.step, target), desc=f"train {name}", unit="step",
                mininterval=5.0, dynamic_ncols=True)
@@ -349,7 +360,7 @@ def train(name: str, *, steps: int | None = None, minutes: float | None = None, 
 
     old = signal.signal(signal.SIGTERM, stop)
     try:
-        while prog.step < target and (deadline is None or time.time() < deadline):
+        while prog.step < end and (deadline is None or time.time() < deadline):
             loss = trainer.loss(rng, recipe.batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -374,11 +385,17 @@ def train(name: str, *, steps: int | None = None, minutes: float | None = None, 
                           "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d"),
                           "seconds": round(time.time() - started, 1)})
     checkpoint()
-    if evaluate or recipe.kind == "vae":  # the VAE's finish sets its scaling factor
+    more = (stage_end is not None and prog.step == stage_end < target
+            and (deadline is None or time.time() < deadline))
+    if (evaluate and not more) or recipe.kind == "vae":  # the VAE's finish sets its scaling factor
         trainer.finish(folder, ema.model if ema else trainer.model, prog)
     save_progress(folder, prog)
     write_card(folder, name, recipe, prog)
     log(f"{name}: step {prog.step}, loss {prog.loss:.4f}, {prog.seconds / 60:.1f} min in total -> {folder}")
+    if more:  # on into the next stage, with what is left of the time
+        left = None if deadline is None else (deadline - time.time()) / 60
+        return train(name, steps=steps, minutes=left, device=device, out=out, threads=threads,
+                     save_every_min=save_every_min, evaluate=evaluate, data=data, log=log)
     return folder
 
 
@@ -400,6 +417,20 @@ class _Trainer:
 
     def finish(self, folder: Path, model, prog: Progress) -> None:
         """Last touches after training (statistics, figures for the card)."""
+
+    def begin(self, step: int, log=print) -> bool:
+        """Bring the model to the recipe's stage at ``step`` (before the optimizer is made); True
+        when it changed shape, so the saved optimizer state no longer fits."""
+        return False
+
+    def stage_end(self, step: int) -> int | None:
+        """The step where the model changes next (a session stops there), or None."""
+        return None
+
+    def schedule(self, step: int) -> dict[str, Any]:
+        """The learning-rate curve in force at ``step`` (:func:`_lr_lambda`'s ``warmup``,
+        ``start``, ``peak``, ``span``)."""
+        return {"warmup": self.recipe.warmup}
 
 
 class VAETrainer(_Trainer):
@@ -686,6 +717,9 @@ class VLMTrainer(_Trainer):
         self.position_share = float(arch.pop("position_share", 0.0))
         mirror = bool(arch.pop("mirror", False))
         warps = int(arch.pop("warps", 0))
+        shifts = int(arch.pop("shifts", 0))
+        self.grow = dict(arch.pop("grow")) if arch.get("grow") else None
+        arch.pop("grow", None)
         from harness.zoo import vlm_data
 
         if counts and self.recipe.data < 1000:
@@ -694,7 +728,8 @@ class VLMTrainer(_Trainer):
                       for g, spec in counts.items()}
         self.gen, self.by_source = None, []
         if counts:
-            self.gen = vlm_data.load(self.root, counts, self.dev, mirror=mirror, warps=warps)
+            self.gen = vlm_data.load(self.root, counts, self.dev, mirror=mirror, warps=warps,
+                                     shifts=shifts)
             # Each generator equally often, whatever its number of images; within one, images
             # whose checker reading hangs on a hair ``doubt_weight`` times as often as the rest
             # (where the judge's answers and the checker's part most).
@@ -734,6 +769,39 @@ class VLMTrainer(_Trainer):
                 raise ZooError(f"toy-vlm: {e}; the processor changed, update vlm.QwenBatcher") from None
         else:
             self.batcher = vlm.ProcessorBatcher(self.proc)
+
+    def vision_size(self) -> int:
+        return int(self.model.config.vision_config.image_size)
+
+    def begin(self, step: int, log=print) -> bool:
+        """``grow`` (``at``, ``size``): from step ``at`` on, the vision tower reads images at
+        ``size`` px (:func:`vlm.resize_vision`: more, smaller patches; position embeddings
+        interpolated); its own learning-rate curve: warmup ``warmup``, peak ``lr``, cosine to the
+        floor over ``span`` steps."""
+        g = self.grow
+        if not g or step < g["at"] or self.vision_size() >= g["size"]:
+            return False
+        from harness.zoo import vlm
+
+        old = self.vision_size()
+        self.model, self.proc = vlm.resize_vision(self.model, self.proc, int(g["size"]))
+        self.model.to(self.dev)
+        self.batcher = vlm.ProcessorBatcher(self.proc)
+        log(f"{self.name}: vision tower grown from {old} to {g['size']} px at step {step}")
+        return True
+
+    def stage_end(self, step: int) -> int | None:
+        g = self.grow
+        if g and step < g["at"] and self.vision_size() < g["size"]:
+            return int(g["at"])
+        return None
+
+    def schedule(self, step: int) -> dict[str, Any]:
+        g = self.grow
+        if g and step >= g["at"]:
+            return {"warmup": int(g.get("warmup", self.recipe.warmup)), "start": int(g["at"]),
+                    "peak": float(g["lr"]) / self.recipe.lr, "span": g.get("span")}
+        return {"warmup": self.recipe.warmup}
 
     def loss(self, rng, n):
         import random

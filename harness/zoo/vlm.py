@@ -142,6 +142,44 @@ def build(arch: str, words: Iterable[str] = (), *, hidden: int = 32, layers: int
     return model, proc
 
 
+def resize_vision(model: Any, processor: Any, size: int) -> tuple[Any, Any]:
+    """A llava model and processor whose vision tower reads images at ``size`` px a side: the
+    processor resizes images to it, the tower keeps its patch size (so more, smaller patches of
+    the same picture: a 64 px image at 128 gives each 8 px patch 4 x 4 source pixels), and its
+    position embeddings are the old grid's, bicubically interpolated (the class token's as it
+    was). Every other weight is copied. The model is new; the processor is changed in place."""
+    import torch
+    import torch.nn.functional as F
+
+    if model.config.model_type != "llava":
+        from harness.errors import ConfigError
+
+        raise ConfigError(f"resize_vision: only llava models ({model.config.model_type!r} given)")
+    from transformers import LlavaConfig, LlavaForConditionalGeneration
+
+    cfg = model.config.to_dict()
+    patch = int(cfg["vision_config"]["patch_size"])
+    if size % patch:
+        from harness.errors import ConfigError
+
+        raise ConfigError(f"resize_vision: {size} px is not a whole number of {patch} px patches")
+    cfg["vision_config"]["image_size"] = size
+    new = LlavaForConditionalGeneration(LlavaConfig.from_dict(cfg)).to(model.dtype).eval()
+    state = {k: v for k, v in model.state_dict().items() if not k.endswith("position_ids")}
+    key = next(k for k in state if k.endswith("embeddings.position_embedding.weight") and "vision" in k)
+    pe = state[key]
+    old, n = int(round((pe.shape[0] - 1) ** 0.5)), size // patch
+    grid = pe[1:].reshape(1, old, old, -1).permute(0, 3, 1, 2).float()
+    grid = F.interpolate(grid, size=(n, n), mode="bicubic", align_corners=False)
+    state[key] = torch.cat([pe[:1], grid.permute(0, 2, 3, 1).reshape(n * n, -1).to(pe.dtype)])
+    missing, unexpected = new.load_state_dict(state, strict=False)
+    if unexpected or [k for k in missing if not k.endswith("position_ids")]:
+        raise RuntimeError(f"resize_vision: weights did not map ({missing}, {unexpected})")
+    processor.image_processor.size = {"shortest_edge": size}
+    processor.image_processor.crop_size = {"height": size, "width": size}
+    return new, processor
+
+
 def save(model: Any, processor: Any, folder: str | Path) -> Path:
     """Save both into ``folder`` (loadable with the generic Auto classes)."""
     folder = Path(folder)

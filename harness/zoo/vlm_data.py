@@ -186,8 +186,29 @@ def warp(images: np.ndarray, seed: int, pixels: float = WARP_PIXELS, grid: int =
     return np.concatenate(out) if out else images.copy()
 
 
+SHIFT_PIXELS = 3
+"""Largest offset of :func:`shift`'s copies, in pixels (in their cache names)."""
+
+
+def shift(images: np.ndarray, seed: int, pixels: int = SHIFT_PIXELS) -> np.ndarray:
+    """Each image moved by its own whole-pixel offset (each axis uniform in ``-pixels..pixels``,
+    reproducible from ``seed``), the border's pixels repeated into the gap. Pixels are copied, not
+    resampled: every drawn outline stays exactly as the generator drew it, only where it falls on
+    a vision tower's patch grid changes (a patch-8 tower sees each shape at new sub-patch
+    offsets). Unlike :func:`warp`, the checker's reading of a copy keeps its objects (the same
+    mean count per image on the zoo's generated images); a shape may change place near a
+    boundary, and the checker's reading of the copy says so."""
+    n, h, w, _ = images.shape
+    off = np.random.default_rng(seed).integers(-pixels, pixels + 1, size=(n, 2))
+    pad = np.pad(images, ((0, 0), (pixels, pixels), (pixels, pixels), (0, 0)), mode="edge")
+    out = np.empty_like(images)
+    for i, (dy, dx) in enumerate(off):
+        out[i] = pad[i, pixels - dy:pixels - dy + h, pixels - dx:pixels - dx + w]
+    return out
+
+
 def load(root: Path, counts: dict[str, int | dict[str, int]], device: str = "cpu", log=print,
-         mirror: bool = False, warps: int = 0) -> GeneratedSet:
+         mirror: bool = False, warps: int = 0, shifts: int = 0) -> GeneratedSet:
     """Each generator's images of the first ``n`` scenes of each pool (``counts``: generator ->
     n of the ``train`` pool, or -> {pool: n}), with checker readings (cached next to the images:
     reading is pure Python and takes a while).
@@ -201,7 +222,12 @@ def load(root: Path, counts: dict[str, int | dict[str, int]], device: str = "cpu
     ``warps`` adds that many copies of each pool's images (not of the mirrored ones), each
     :func:`warp`-ed with its own seed and read again by the checker: near its thresholds a wobble
     of a pixel flips a reading, and pairs of nearly equal images read differently teach a judge
-    where the checker draws the line."""
+    where the checker draws the line.
+
+    ``shifts`` adds that many :func:`shift`-ed copies of each pool's images and, with ``mirror``,
+    of the mirrored ones (each copy its own seed), read again by the checker: the same drawing at
+    other offsets to the vision tower's patch grid, so a judge learns shapes, not where their
+    edges fall on the grid."""
     images, sc, contents, sources, doubtful = [], [], [], [], []
     for name, spec in counts.items():
         for pool, n in pools(spec).items():
@@ -217,6 +243,12 @@ def load(root: Path, counts: dict[str, int | dict[str, int]], device: str = "cpu
                                  [world.mirror(s) for s in scenes(n, pool)]))
             for k in range(1, warps + 1):
                 variants.append((warp(ims, seed=k), named(f"warp{k}-{WARP_PIXELS:g}px"), scenes(n, pool)))
+            for k in range(1, shifts + 1):
+                for j, (base, tag, scs) in enumerate(variants[:1 + mirror]):
+                    variants.append((shift(base, seed=1000 * k + j),
+                                     tag.with_name(tag.name.replace(".contents.json",
+                                                                    f"-shift{k}-{SHIFT_PIXELS}px.contents.json")),
+                                     scs))
             for imgs, cache, scs in variants:
                 got, doubts = _readings(imgs, cache)
                 images.append(imgs)

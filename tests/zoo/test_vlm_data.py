@@ -233,3 +233,76 @@ def checker_doubts(a):
     from harness.toyworld import checker
 
     return checker.doubts(Image.fromarray(a))
+
+
+def test_shifts_add_moved_copies_of_originals_and_mirrors_read_again(tmp_path, monkeypatch):
+    """A shift copies pixels by a whole offset of at most SHIFT_PIXELS, border repeated: no
+    offset returns the image, a seed gives the same offsets again, inside the image every pixel
+    is the original's moved; each copy (of the originals and of the mirrored images) carries the
+    checker's reading of its own pixels, which keeps the objects a render has."""
+    monkeypatch.setenv("HARNESS_ZOO_CACHE", str(tmp_path))
+    sc = V.scenes(6, "all")
+    ims = np.stack([np.asarray(world.render(s, 64)) for s in sc])
+    assert np.array_equal(V.shift(ims, 1, pixels=0), ims)
+    s1 = V.shift(ims, 1)
+    assert np.array_equal(s1, V.shift(ims, 1)) and not np.array_equal(s1, V.shift(ims, 2))
+    p = V.SHIFT_PIXELS
+    for a, b in zip(ims, s1, strict=True):  # some whole offset maps the inside exactly
+        moved = [(dy, dx) for dy in range(-p, p + 1) for dx in range(-p, p + 1)
+                 if np.array_equal(b[p + dy:64 - p + dy, p + dx:64 - p + dx], a[p:64 - p, p:64 - p])]
+        assert moved
+    np.savez(V._cache(T.ZOO_DIR, "toy-dit", 6, "all"), images=ims)
+    g = V.load(T.ZOO_DIR, {"toy-dit": {"all": 6}}, log=lambda *_: None, mirror=True, shifts=2)
+    mirrored = [world.mirror(s) for s in sc]
+    assert len(g) == 36 and g.scenes == sc + mirrored + sc + mirrored + sc + mirrored
+    assert np.array_equal(g.images[12:18], V.shift(ims, 1000)) and np.array_equal(
+        g.images[18:24], V.shift(np.ascontiguousarray(ims[:, :, ::-1]), 1001))
+    assert g.contents[12:] == [Q.image_content(Image.fromarray(a)) for a in g.images[12:]]
+    assert g.doubtful.tolist()[12:] == [bool(checker_doubts(a)) for a in g.images[12:]]
+    count = [len(c["objects"]) for c in g.contents]
+    assert count[12:18] == count[:6] and count[18:24] == count[6:12]
+    assert len(list(tmp_path.glob("zoo/*-shift*.contents.json"))) == 4
+
+
+def test_resize_vision_interpolates_positions_and_keeps_every_other_weight(tmp_path):
+    """Same size: the same model (bicubic onto the same grid is the identity), logits equal.
+    Twice the size: the processor hands the tower 4x the patches, the position grid is the old
+    one interpolated (class token kept, the grid's mean kept), every other weight is copied; the
+    result saves and loads through the Auto classes like any VLM. Other families refuse."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from harness.errors import ConfigError
+    from harness.zoo import vlm
+
+    model, proc = vlm.build("llava", ["red", "circle"], image_size=32, patch=8)
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+
+    def logits(m, p):
+        enc = p(images=[image], text=["USER: <image>\nIs there a red circle? ASSISTANT:"],
+                return_tensors="pt")
+        with torch.no_grad():
+            return m(**enc).logits[0, -1], enc["input_ids"].shape[1]
+
+    before, n_before = logits(model, proc)
+    same, proc = vlm.resize_vision(model, proc, 32)
+    after, _ = logits(same, proc)
+    assert torch.allclose(before, after, atol=1e-5)
+    big, proc = vlm.resize_vision(model, proc, 64)
+    out, n_after = logits(big, proc)
+    assert n_after - n_before == 64 - 16 and out.shape == before.shape
+    old = model.model.vision_tower.embeddings.position_embedding.weight.detach()
+    new = big.model.vision_tower.embeddings.position_embedding.weight.detach()
+    assert new.shape == (8 * 8 + 1, old.shape[1]) and torch.equal(new[0], old[0])
+    assert torch.allclose(new[1:].mean(0), old[1:].mean(0), atol=0.02)
+    a, b = model.state_dict(), big.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a if "position" not in k)
+    vlm.save(big, proc, tmp_path / "m")
+    loaded = AutoModelForImageTextToText.from_pretrained(tmp_path / "m")
+    assert loaded.config.vision_config.image_size == 64
+    assert AutoProcessor.from_pretrained(tmp_path / "m").image_processor.crop_size["height"] == 64
+    with pytest.raises(ConfigError, match="whole number of 8 px patches"):
+        vlm.resize_vision(model, proc, 60)
+    qwen, qproc = vlm.build("qwen2_vl", ["red"], image_size=32)
+    with pytest.raises(ConfigError, match="only llava"):
+        vlm.resize_vision(qwen, qproc, 64)

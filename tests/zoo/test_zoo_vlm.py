@@ -3,6 +3,7 @@ folder that the vqascore metric loads like a hub model; the fast training inputs
 processor's; the shipped toy VLM (when trained) answers held-out questions."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -88,3 +89,44 @@ def test_shipped_toy_vlm_answers_held_out_questions():
     # It tells left from right: 0.886 on n=300, 0.844 on these; 0.5 is blind, as the 34,000-step
     # model was (0.502).
     assert res["vlm_left_right"] >= 0.78
+
+
+def test_grow_stage_resizes_the_vision_tower_and_restarts_the_lr(zoo, monkeypatch, tmp_path):
+    """A recipe's ``grow`` stage: the session stops at its step, the next one (same call) reads
+    images at the new size with position embeddings interpolated and a fresh optimizer on the
+    stage's own learning-rate curve; later sessions resume it with its optimizer state."""
+    from dataclasses import replace
+
+    root = tmp_path / "zoo"
+    root.mkdir()
+    for part in zoo.iterdir():
+        if part.name != "toy-vlm":
+            (root / part.name).symlink_to(part.resolve(), target_is_directory=True)
+    recipe = T.RECIPES["toy-vlm"]
+    grow = dict(at=1, size=96, lr=recipe.lr / 4, warmup=1, span=10)
+    monkeypatch.setitem(T.RECIPES, "toy-vlm", replace(recipe, arch={**recipe.arch, "grow": grow}))
+    logs: list[str] = []
+    T.train("toy-vlm", steps=2, out=root, threads=1, evaluate=False, data=64, log=logs.append)
+    prog = json.loads((root / "toy-vlm" / "training.json").read_text())
+    assert [s["steps"] for s in prog["sessions"]] == [[0, 1], [1, 2]]
+    assert any("grown from 64 to 96 px at step 1" in m for m in logs)
+    assert any("fresh optimizer" in m for m in logs)
+    cfg = json.loads((root / "toy-vlm" / "config.json").read_text())
+    assert cfg["vision_config"]["image_size"] == 96
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    proc = AutoProcessor.from_pretrained(root / "toy-vlm")
+    assert proc.image_processor.crop_size == {"height": 96, "width": 96}
+    model = AutoModelForImageTextToText.from_pretrained(root / "toy-vlm")
+    assert model.model.vision_tower.embeddings.position_embedding.weight.shape[0] == 12 * 12 + 1
+    logs.clear()
+    T.train("toy-vlm", steps=3, out=root, threads=1, evaluate=False, data=64, log=logs.append)
+    assert any("resuming at step 2 with optimizer state" in m for m in logs)
+    # The stage's curve: its own peak, cosine from its first step over its span.
+    trainer = T.TRAINERS["vlm"]
+    sched = trainer.schedule(type("t", (), {"grow": grow, "recipe": T.RECIPES["toy-vlm"]})(), 5)
+    assert sched == {"warmup": 1, "start": 1, "peak": 0.25, "span": 10}
+    prog_ = T.Progress(name="toy-vlm", step=6)
+    f = T._lr_lambda(recipe=T.RECIPES["toy-vlm"], prog=prog_, total=100, **sched)
+    floor = recipe.lr_floor
+    assert f(5) == pytest.approx(0.25 * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * 0.5))))
