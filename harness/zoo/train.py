@@ -265,7 +265,9 @@ def _lr_lambda(warmup: int, recipe: Recipe | None = None, prog: Progress | None 
 
     def factor(step: int) -> float:
         done = min(1.0, max(0, prog.step - start) / length)
-        return min(1.0, (step + 1) / warmup) * peak * (
+        # A stage that keeps the optimizer (a restart) warms up from its own first step too.
+        warm = min(step, max(0, prog.step - start)) if start else step
+        return min(1.0, (warm + 1) / warmup) * peak * (
             floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * done)))
 
     return factor
@@ -318,6 +320,8 @@ def train(name: str, *, steps: int | None = None, minutes: float | None = None, 
             trainer.model.load_state_dict(st["model"])
             opt.load_state_dict(st["opt"])
             sched.load_state_dict(st["sched"])
+            for group, base, f in zip(opt.param_groups, sched.base_lrs, sched.lr_lambdas):
+                group["lr"] = base * f(sched.last_epoch)  # this stage's curve, not the saved rate
             if ema is not None and "ema" in st:
                 ema.model.load_state_dict(st["ema"])
             log(f"{name}: resuming at step {prog.step} with optimizer state")
@@ -330,7 +334,8 @@ def train(name: str, *, steps: int | None = None, minutes: float | None = None, 
     deadline = started + minutes * 60 if minutes else None
     last_save = started
     session_start = prog.step
-    # A stage boundary (the model changes there) ends the session; the next one starts it.
+    # A stage boundary (the model or its lr curve changes there) ends the session; the next
+    # one starts it.
     stage_end = trainer.stage_end(prog.step)
     end = min(target, stage_end) if stage_end is not None else target
     losses: list[float] = []
@@ -366,10 +371,10 @@ def train(name: str, *, steps: int | None = None, minutes: float | None = None, 
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), 1.0)
             opt.step()
-            sched.step()
             if ema is not None:
                 ema.update(trainer.model, prog.step)
-            prog.step += 1
+            prog.step += 1  # before the scheduler: its curve reads the step about to be taken
+            sched.step()
             losses.append(float(loss.detach()))
             bar.update(1)
             if prog.step % 50 == 0:
@@ -424,7 +429,8 @@ class _Trainer:
         return False
 
     def stage_end(self, step: int) -> int | None:
-        """The step where the model changes next (a session stops there), or None."""
+        """The step where the next stage begins (the model or its learning-rate curve changes;
+        a session stops there), or None."""
         return None
 
     def schedule(self, step: int) -> dict[str, Any]:
@@ -720,6 +726,7 @@ class VLMTrainer(_Trainer):
         shifts = int(arch.pop("shifts", 0))
         self.grow = dict(arch.pop("grow")) if arch.get("grow") else None
         arch.pop("grow", None)
+        self.restarts = sorted((dict(r) for r in arch.pop("restarts", ()) or ()), key=lambda r: r["at"])
         from harness.zoo import vlm_data
 
         if counts and self.recipe.data < 1000:
@@ -791,14 +798,23 @@ class VLMTrainer(_Trainer):
         return True
 
     def stage_end(self, step: int) -> int | None:
+        """The next step where a stage begins: ``grow`` (while the tower is still smaller) or a
+        restart; ``None`` when none is ahead."""
         g = self.grow
+        ahead = [int(r["at"]) for r in getattr(self, "restarts", ()) if step < r["at"]]
         if g and step < g["at"] and self.vision_size() < g["size"]:
-            return int(g["at"])
-        return None
+            ahead.append(int(g["at"]))
+        return min(ahead) if ahead else None
 
     def schedule(self, step: int) -> dict[str, Any]:
-        g = self.grow
-        if g and step >= g["at"]:
+        """The learning-rate curve in force at ``step``: the latest stage begun by then (``grow``
+        or one of ``restarts``: ``at``, ``lr``, ``warmup``, ``span``; a restart keeps the model
+        and its optimizer state, and warms up again to its own peak), else the recipe's."""
+        stages = [r for r in getattr(self, "restarts", ()) if step >= r["at"]]
+        if self.grow and step >= self.grow["at"]:
+            stages.append(self.grow)
+        if stages:
+            g = max(stages, key=lambda r: r["at"])
             return {"warmup": int(g.get("warmup", self.recipe.warmup)), "start": int(g["at"]),
                     "peak": float(g["lr"]) / self.recipe.lr, "span": g.get("span")}
         return {"warmup": self.recipe.warmup}

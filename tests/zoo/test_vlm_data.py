@@ -306,3 +306,30 @@ def test_resize_vision_interpolates_positions_and_keeps_every_other_weight(tmp_p
     qwen, qproc = vlm.build("qwen2_vl", ["red"], image_size=32)
     with pytest.raises(ConfigError, match="only llava"):
         vlm.resize_vision(qwen, qproc, 64)
+
+
+def test_stages_pick_the_latest_curve_begun_and_stop_at_the_next():
+    """``grow`` and ``restarts`` of the toy VLM's recipe: the curve in force is the latest stage
+    begun; a session stops where the next one begins; a restart warms up from its own step even
+    when the scheduler carries on from the saved state."""
+    recipe = T.RECIPES["toy-vlm"]
+    grow = dict(at=100, size=128, lr=recipe.lr / 4, warmup=30, span=500)
+    restarts = [dict(at=400, lr=recipe.lr / 10, warmup=20, span=900)]
+    fake = type("t", (), {"grow": grow, "restarts": restarts, "recipe": recipe,
+                          "vision_size": lambda self: 64})()
+    vlm_trainer = T.TRAINERS["vlm"]
+    assert vlm_trainer.stage_end(fake, 0) == 100 and vlm_trainer.stage_end(fake, 100) == 400
+    assert vlm_trainer.stage_end(fake, 400) is None
+    assert vlm_trainer.schedule(fake, 50) == {"warmup": recipe.warmup}
+    assert vlm_trainer.schedule(fake, 399) == {"warmup": 30, "start": 100, "peak": 0.25, "span": 500}
+    assert vlm_trainer.schedule(fake, 400) == {"warmup": 20, "start": 400, "peak": 0.1, "span": 900}
+    prog = T.Progress(name="toy-vlm", step=405)
+    f = T._lr_lambda(recipe=recipe, prog=prog, total=10_000, **vlm_trainer.schedule(fake, 400))
+    cos = recipe.lr_floor + (1 - recipe.lr_floor) * 0.5 * (1 + math.cos(math.pi * 5 / 900))
+    assert f(300) == pytest.approx(0.1 * 6 / 20 * cos)  # the scheduler is 300 steps in, the stage 5
+    prog.step = 500
+    assert f(400) == pytest.approx(0.1 * (recipe.lr_floor + (1 - recipe.lr_floor) * 0.5
+                                          * (1 + math.cos(math.pi * 100 / 900))))
+    # Grown already: the grow boundary no longer stops a session.
+    grown = type("t", (), {"grow": grow, "restarts": [], "recipe": recipe, "vision_size": lambda self: 128})()
+    assert vlm_trainer.stage_end(grown, 0) is None

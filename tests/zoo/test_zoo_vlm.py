@@ -130,3 +130,32 @@ def test_grow_stage_resizes_the_vision_tower_and_restarts_the_lr(zoo, monkeypatc
     f = T._lr_lambda(recipe=T.RECIPES["toy-vlm"], prog=prog_, total=100, **sched)
     floor = recipe.lr_floor
     assert f(5) == pytest.approx(0.25 * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * 0.5))))
+
+
+def test_restart_stage_keeps_the_optimizer_and_warms_up_again(zoo, tmp_path, monkeypatch):
+    """A recipe's ``restarts``: the session stops at the restart's step and the next one (same
+    call) keeps the model and its optimizer state, on the restart's own warmup and peak."""
+    from dataclasses import replace
+
+    root = tmp_path / "zoo"
+    root.mkdir()
+    for part in zoo.iterdir():
+        if part.name != "toy-vlm":
+            (root / part.name).symlink_to(part.resolve(), target_is_directory=True)
+    recipe = T.RECIPES["toy-vlm"]
+    restart = dict(at=2, lr=recipe.lr / 10, warmup=4, span=20)
+    monkeypatch.setitem(T.RECIPES, "toy-vlm", replace(recipe, arch={**recipe.arch, "grow": None,
+                                                                   "restarts": (restart,)}))
+    logs: list[str] = []
+    T.train("toy-vlm", steps=3, out=root, threads=1, evaluate=False, data=64, log=logs.append)
+    prog = json.loads((root / "toy-vlm" / "training.json").read_text())
+    assert [s["steps"] for s in prog["sessions"]] == [[0, 2], [2, 3]]
+    assert any("resuming at step 2 with optimizer state" in m for m in logs)
+    assert not any("fresh optimizer" in m for m in logs)
+    state = torch.load(T.state_path("toy-vlm"), weights_only=False)
+    # The restart's first step ran at a quarter of its peak (warmup 4), whatever the scheduler's
+    # own count (2 steps in by then); the step after it at half.
+    lr = state["opt"]["param_groups"][0]["lr"]
+    floor = recipe.lr_floor
+    cos = floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * 1 / 20))
+    assert lr == pytest.approx(recipe.lr / 10 * 2 / 4 * cos)
