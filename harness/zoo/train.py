@@ -320,7 +320,7 @@ def train(name: str, *, steps: int | None = None, minutes: float | None = None, 
             trainer.model.load_state_dict(st["model"])
             opt.load_state_dict(st["opt"])
             sched.load_state_dict(st["sched"])
-            for group, base, f in zip(opt.param_groups, sched.base_lrs, sched.lr_lambdas):
+            for group, base, f in zip(opt.param_groups, sched.base_lrs, sched.lr_lambdas, strict=True):
                 group["lr"] = base * f(sched.last_epoch)  # this stage's curve, not the saved rate
             if ema is not None and "ema" in st:
                 ema.model.load_state_dict(st["ema"])
