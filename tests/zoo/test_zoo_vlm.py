@@ -31,6 +31,16 @@ def zoo(tmp_path_factory):
     return root
 
 
+def _zoo_without_vlm(zoo, tmp_path):
+    """A zoo of its own with every model but toy-vlm (linked), for a toy VLM trained from scratch."""
+    root = tmp_path / "zoo"
+    root.mkdir()
+    for part in zoo.iterdir():
+        if part.name != "toy-vlm":
+            (root / part.name).symlink_to(part.resolve(), target_is_directory=True)
+    return root
+
+
 def test_trains_resumes_and_loads_through_the_metric(zoo):
     from harness.metrics.base import ScoreInput
     from harness.metrics.vqa import VQAScore
@@ -97,11 +107,7 @@ def test_grow_stage_resizes_the_vision_tower_and_restarts_the_lr(zoo, monkeypatc
     stage's own learning-rate curve; later sessions resume it with its optimizer state."""
     from dataclasses import replace
 
-    root = tmp_path / "zoo"
-    root.mkdir()
-    for part in zoo.iterdir():
-        if part.name != "toy-vlm":
-            (root / part.name).symlink_to(part.resolve(), target_is_directory=True)
+    root = _zoo_without_vlm(zoo, tmp_path)
     recipe = T.RECIPES["toy-vlm"]
     grow = dict(at=1, size=96, lr=recipe.lr / 4, warmup=1, span=10)
     monkeypatch.setitem(T.RECIPES, "toy-vlm", replace(recipe, arch={**recipe.arch, "grow": grow}))
@@ -137,11 +143,7 @@ def test_restart_stage_keeps_the_optimizer_and_warms_up_again(zoo, tmp_path, mon
     call) keeps the model and its optimizer state, on the restart's own warmup and peak."""
     from dataclasses import replace
 
-    root = tmp_path / "zoo"
-    root.mkdir()
-    for part in zoo.iterdir():
-        if part.name != "toy-vlm":
-            (root / part.name).symlink_to(part.resolve(), target_is_directory=True)
+    root = _zoo_without_vlm(zoo, tmp_path)
     recipe = T.RECIPES["toy-vlm"]
     restart = dict(at=2, lr=recipe.lr / 10, warmup=4, span=20)
     monkeypatch.setitem(T.RECIPES, "toy-vlm", replace(recipe, arch={**recipe.arch, "grow": None,
