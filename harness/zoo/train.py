@@ -780,29 +780,51 @@ class VLMTrainer(_Trainer):
     def vision_size(self) -> int:
         return int(self.model.config.vision_config.image_size)
 
+    GROW_SIZES = {"vision_layers": ("vision_config", "num_hidden_layers"),
+                  "vision_mlp": ("vision_config", "intermediate_size"),
+                  "text_layers": ("text_config", "num_hidden_layers"),
+                  "text_mlp": ("text_config", "intermediate_size")}
+    """``grow`` keys of :func:`vlm.deepen` -> where the model's config holds each."""
+
+    def to_grow(self) -> dict[str, int]:
+        """What of ``grow`` the model does not have yet: ``size`` (px) and :data:`GROW_SIZES`'
+        keys, each its target."""
+        g = self.grow or {}
+        cfg = self.model.config
+        todo = {k: int(g[k]) for k, (part, attr) in self.GROW_SIZES.items()
+                if g.get(k) is not None and int(getattr(getattr(cfg, part), attr)) < int(g[k])}
+        if g.get("size") and self.vision_size() < int(g["size"]):
+            todo["size"] = int(g["size"])
+        return todo
+
     def begin(self, step: int, log=print) -> bool:
-        """``grow`` (``at``, ``size``): from step ``at`` on, the vision tower reads images at
-        ``size`` px (:func:`vlm.resize_vision`: more, smaller patches; position embeddings
-        interpolated); its own learning-rate curve: warmup ``warmup``, peak ``lr``, cosine to the
-        floor over ``span`` steps."""
-        g = self.grow
-        if not g or step < g["at"] or self.vision_size() >= g["size"]:
+        """``grow`` (``at``, and ``size`` and/or :data:`GROW_SIZES`' keys): from step ``at`` on,
+        the vision tower reads images at ``size`` px (:func:`vlm.resize_vision`: more, smaller
+        patches; position embeddings interpolated), and the model has more blocks and wider MLPs
+        (:func:`vlm.deepen`: the same function at first); its own learning-rate curve: warmup
+        ``warmup``, peak ``lr``, cosine to the floor over ``span`` steps."""
+        todo = self.to_grow()
+        if not todo or step < self.grow["at"]:
             return False
         from harness.zoo import vlm
 
-        old = self.vision_size()
-        self.model, self.proc = vlm.resize_vision(self.model, self.proc, int(g["size"]))
+        if "size" in todo:
+            old = self.vision_size()
+            self.model, self.proc = vlm.resize_vision(self.model, self.proc, todo.pop("size"))
+            self.batcher = vlm.ProcessorBatcher(self.proc)
+            log(f"{self.name}: vision tower grown from {old} to {self.vision_size()} px at step {step}")
+        if todo:
+            self.model = vlm.deepen(self.model, **todo, seed=step)
+            log(f"{self.name}: deepened to {todo} at step {step}")
         self.model.to(self.dev)
-        self.batcher = vlm.ProcessorBatcher(self.proc)
-        log(f"{self.name}: vision tower grown from {old} to {g['size']} px at step {step}")
         return True
 
     def stage_end(self, step: int) -> int | None:
-        """The next step where a stage begins: ``grow`` (while the tower is still smaller) or a
+        """The next step where a stage begins: ``grow`` (while the model has not grown yet) or a
         restart; ``None`` when none is ahead."""
         g = self.grow
         ahead = [int(r["at"]) for r in getattr(self, "restarts", ()) if step < r["at"]]
-        if g and step < g["at"] and self.vision_size() < g["size"]:
+        if g and step < g["at"] and self.to_grow():
             ahead.append(int(g["at"]))
         return min(ahead) if ahead else None
 

@@ -180,6 +180,62 @@ def resize_vision(model: Any, processor: Any, size: int) -> tuple[Any, Any]:
     return new, processor
 
 
+_NEW_LAYER_ZEROS = ("self_attn.out_proj.", "mlp.fc2.", "self_attn.o_proj.", "mlp.down_proj.")
+"""The weights of an added block that write into the residual stream (CLIP's and Llama's)."""
+_MLP_OUT = ("mlp.fc2.weight", "mlp.down_proj.weight")
+"""An MLP's output weights: their added columns (for added hidden units) start at zero."""
+
+
+def deepen(model: Any, *, vision_layers: int | None = None, vision_mlp: int | None = None,
+           text_layers: int | None = None, text_mlp: int | None = None, seed: int = 0) -> Any:
+    """A llava model with more capacity that computes exactly what ``model`` computes: blocks
+    added after the last ones of the vision tower (``vision_layers`` in all) and of the decoder
+    (``text_layers``), and MLPs widened to ``vision_mlp`` / ``text_mlp`` hidden units. An added
+    block starts with the weights that write into the residual stream (attention output, MLP
+    output) at zero, so it passes its input on unchanged; added MLP units start with zero output
+    weights. Everything else of an added part has the class's own initialisation (``seed``), so
+    training moves it at once. Targets are totals (None or the present number: unchanged)."""
+    import torch
+
+    if model.config.model_type != "llava":
+        from harness.errors import ConfigError
+
+        raise ConfigError(f"deepen: only llava models ({model.config.model_type!r} given)")
+    from transformers import LlavaConfig, LlavaForConditionalGeneration
+
+    cfg = model.config.to_dict()
+    for part, layers, mlp in (("vision_config", vision_layers, vision_mlp),
+                              ("text_config", text_layers, text_mlp)):
+        have = cfg[part]
+        for key, want in (("num_hidden_layers", layers), ("intermediate_size", mlp)):
+            if want is not None and int(want) < int(have[key]):
+                from harness.errors import ConfigError
+
+                raise ConfigError(f"deepen: {part}.{key} {want} is fewer than the model's "
+                                  f"{have[key]} (deepen only adds)")
+            if want is not None:
+                have[key] = int(want)
+    torch.manual_seed(seed)
+    new = LlavaForConditionalGeneration(LlavaConfig.from_dict(cfg)).to(model.dtype).eval()
+    old = model.state_dict()
+    state = new.state_dict()
+    with torch.no_grad():
+        for key, value in state.items():
+            if key in old and old[key].shape == value.shape:
+                value.copy_(old[key])
+            elif key in old:  # a widened MLP: the old units first
+                src = old[key]
+                value[tuple(slice(0, n) for n in src.shape)] = src
+                if key.endswith(_MLP_OUT):
+                    value[:, src.shape[1]:] = 0
+                elif value.dim() == 1:
+                    value[src.shape[0]:] = 0
+            elif any(z in key for z in _NEW_LAYER_ZEROS):
+                value.zero_()
+    new.load_state_dict(state)
+    return new
+
+
 def save(model: Any, processor: Any, folder: str | Path) -> Path:
     """Save both into ``folder`` (loadable with the generic Auto classes)."""
     folder = Path(folder)

@@ -308,6 +308,54 @@ def test_resize_vision_interpolates_positions_and_keeps_every_other_weight(tmp_p
         vlm.resize_vision(qwen, qproc, 64)
 
 
+def test_deepen_adds_blocks_and_units_that_change_nothing_until_trained(tmp_path):
+    """Blocks added to the vision tower and the decoder and widened MLPs: the logits are the old
+    model's exactly, every old weight sits where it was, the added parts train (a step moves the
+    logits), and the result saves and loads through the Auto classes. Fewer than the model has,
+    or another family, refuse."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from harness.errors import ConfigError
+    from harness.zoo import vlm
+
+    model, proc = vlm.build("llava", ["red", "circle"], image_size=32, patch=8)
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    enc = proc(images=[image], text=["USER: <image>\nIs there a red circle? ASSISTANT:"],
+               return_tensors="pt")
+    vc, tc = model.config.vision_config, model.config.text_config
+    big = vlm.deepen(model, vision_layers=vc.num_hidden_layers + 2, vision_mlp=vc.intermediate_size * 2,
+                     text_layers=tc.num_hidden_layers + 1, text_mlp=tc.intermediate_size + 8)
+    assert len(big.model.vision_tower.encoder.layers) == vc.num_hidden_layers + 2
+    assert len(big.model.language_model.layers) == tc.num_hidden_layers + 1
+    with torch.no_grad():
+        before, after = model(**enc).logits, big(**enc).logits
+    assert torch.equal(before, after)
+    a, b = model.state_dict(), big.state_dict()
+    for k, v in a.items():
+        assert torch.equal(b[k][tuple(slice(0, n) for n in v.shape)], v), k
+    assert sum(p.numel() for p in big.parameters()) > sum(p.numel() for p in model.parameters())
+    big.train()
+    opt = torch.optim.SGD(big.parameters(), lr=0.5)
+    for _ in range(2):  # the zero output weights move first, the rest of an added block after
+        opt.zero_grad()
+        big(**enc).logits[0, -1].logsumexp(-1).backward()
+        opt.step()
+    added = big.model.vision_tower.encoder.layers[-1]
+    assert added.mlp.fc2.weight.abs().sum() > 0 and added.mlp.fc1.weight.grad.abs().sum() > 0
+    vlm.save(big.eval(), proc, tmp_path / "m")
+    loaded = AutoModelForImageTextToText.from_pretrained(tmp_path / "m")
+    assert loaded.config.text_config.intermediate_size == tc.intermediate_size + 8
+    same = vlm.deepen(model)
+    with torch.no_grad():
+        assert torch.equal(same(**enc).logits, before)
+    with pytest.raises(ConfigError, match="fewer than the model's"):
+        vlm.deepen(model, text_layers=1)
+    qwen, _ = vlm.build("qwen2_vl", ["red"], image_size=32)
+    with pytest.raises(ConfigError, match="only llava"):
+        vlm.deepen(qwen, text_layers=9)
+
+
 def test_stages_pick_the_latest_curve_begun_and_stop_at_the_next():
     """``grow`` and ``restarts`` of the toy VLM's recipe: the curve in force is the latest stage
     begun; a session stops where the next one begins; a restart warms up from its own step even
@@ -316,7 +364,7 @@ def test_stages_pick_the_latest_curve_begun_and_stop_at_the_next():
     grow = dict(at=100, size=128, lr=recipe.lr / 4, warmup=30, span=500)
     restarts = [dict(at=400, lr=recipe.lr / 10, warmup=20, span=900)]
     fake = type("t", (), {"grow": grow, "restarts": restarts, "recipe": recipe,
-                          "vision_size": lambda self: 64})()
+                          "to_grow": lambda self: {"size": 128}})()
     vlm_trainer = T.TRAINERS["vlm"]
     assert vlm_trainer.stage_end(fake, 0) == 100 and vlm_trainer.stage_end(fake, 100) == 400
     assert vlm_trainer.stage_end(fake, 400) is None
@@ -331,5 +379,5 @@ def test_stages_pick_the_latest_curve_begun_and_stop_at_the_next():
     assert f(400) == pytest.approx(0.1 * (recipe.lr_floor + (1 - recipe.lr_floor) * 0.5
                                           * (1 + math.cos(math.pi * 100 / 900))))
     # Grown already: the grow boundary no longer stops a session.
-    grown = type("t", (), {"grow": grow, "restarts": [], "recipe": recipe, "vision_size": lambda self: 128})()
+    grown = type("t", (), {"grow": grow, "restarts": [], "recipe": recipe, "to_grow": lambda self: {}})()
     assert vlm_trainer.stage_end(grown, 0) is None

@@ -103,22 +103,29 @@ def test_shipped_toy_vlm_answers_held_out_questions():
 
 def test_grow_stage_resizes_the_vision_tower_and_restarts_the_lr(zoo, monkeypatch, tmp_path):
     """A recipe's ``grow`` stage: the session stops at its step, the next one (same call) reads
-    images at the new size with position embeddings interpolated and a fresh optimizer on the
-    stage's own learning-rate curve; later sessions resume it with its optimizer state."""
+    images at the new size with position embeddings interpolated, with the blocks and MLP units
+    the stage adds, and a fresh optimizer on the stage's own learning-rate curve; later sessions
+    resume it with its optimizer state (the grown model is not grown again)."""
     from dataclasses import replace
 
     root = _zoo_without_vlm(zoo, tmp_path)
     recipe = T.RECIPES["toy-vlm"]
-    grow = dict(at=1, size=96, lr=recipe.lr / 4, warmup=1, span=10)
+    layers = recipe.arch["layers"]
+    grow = dict(at=1, size=96, vision_layers=4, text_layers=layers + 1, text_mlp=300, lr=recipe.lr / 4,
+                warmup=1, span=10)
     monkeypatch.setitem(T.RECIPES, "toy-vlm", replace(recipe, arch={**recipe.arch, "grow": grow}))
     logs: list[str] = []
     T.train("toy-vlm", steps=2, out=root, threads=1, evaluate=False, data=64, log=logs.append)
     prog = json.loads((root / "toy-vlm" / "training.json").read_text())
     assert [s["steps"] for s in prog["sessions"]] == [[0, 1], [1, 2]]
     assert any("grown from 64 to 96 px at step 1" in m for m in logs)
+    assert any("deepened to" in m and "'text_mlp': 300" in m for m in logs)
     assert any("fresh optimizer" in m for m in logs)
     cfg = json.loads((root / "toy-vlm" / "config.json").read_text())
     assert cfg["vision_config"]["image_size"] == 96
+    assert cfg["vision_config"]["num_hidden_layers"] == 4
+    text = cfg["text_config"]
+    assert (text["num_hidden_layers"], text["intermediate_size"]) == (layers + 1, 300)
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     proc = AutoProcessor.from_pretrained(root / "toy-vlm")
