@@ -215,8 +215,9 @@ def deepen(model: Any, *, vision_layers: int | None = None, vision_mlp: int | No
                                   f"{have[key]} (deepen only adds)")
             if want is not None:
                 have[key] = int(want)
-    torch.manual_seed(seed)
-    new = LlavaForConditionalGeneration(LlavaConfig.from_dict(cfg)).to(model.dtype).eval()
+    with torch.random.fork_rng(devices=[]):  # the caller's random stream is left as it was
+        torch.manual_seed(seed)
+        new = LlavaForConditionalGeneration(LlavaConfig.from_dict(cfg)).to(model.dtype).eval()
     old = model.state_dict()
     state = new.state_dict()
     with torch.no_grad():
